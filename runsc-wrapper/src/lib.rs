@@ -1,0 +1,3 @@
+//! placeholder: see monitor
+pub mod monitor;
+pub use monitor::{DefaultMonitor, Exit, ExitReceiver, LogMonitor, ProcessMonitor};

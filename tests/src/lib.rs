@@ -1,0 +1,14 @@
+//! Shared test support for the workspace's test suites.
+//!
+//! - [`bundle`]: OCI bundles with a busybox rootfs, for driving runsc directly.
+//! - [`image`]: an OCI image tarball built from busybox, for `ctr images import`.
+//! - [`containerd`]: a private containerd (own config, root, state and socket)
+//!   started per test run and stopped on drop.
+//!
+//! Tests here need root, runsc and containerd (installed by `make deps`); they
+//! fail loudly rather than skip when something is missing.
+#![allow(clippy::unwrap_used)]
+
+pub mod bundle;
+pub mod containerd;
+pub mod image;
