@@ -1,3 +1,48 @@
-//! placeholder: see monitor
+//! Typed async client for gVisor's `runsc` command line — a Rust port of
+//! gVisor's Go `pkg/shim/runsccmd` package, used by
+//! `containerd-shim-runsc-v1`.
+//!
+//! Layout:
+//! - [`global`]: [`Runsc`] and its [`GlobalOpts`] builder (binary, `--root`,
+//!   `--log`, extra `--key=value` flags, parent-death signal, monitor).
+//! - [`opts`]: one options struct per subcommand and the container [`Stdio`].
+//! - `commands` / `events`: the async subcommand methods on [`Runsc`], and
+//!   the long-lived [`EventStream`].
+//! - [`types`]: serde types for runsc's JSON output.
+//! - [`error`]: the [`Error`] enum; runsc's own message is read from what it
+//!   appended to its JSON `--log` during the call, else from stderr.
+//! - [`paths`]: `%ID%` templating of path flags and the shim log path.
+//! - [`monitor`]: the [`ProcessMonitor`] seam through which every child is
+//!   spawned and reaped, so a subreaping shim never loses an exit.
+//!
+//! Rules the crate keeps: it never waits on a child itself (exits come from
+//! the monitor), capture pipes are read concurrently with waiting, and
+//! lifecycle commands (create/start/exec/run/restore) get the container's
+//! stdio, never capture pipes, since the sandbox and gofer keep them open.
+#![deny(missing_docs)]
+
+mod commands;
+pub mod error;
+mod events;
+mod exec;
+#[cfg(test)]
+mod fake_tests;
+pub mod global;
 pub mod monitor;
-pub use monitor::{DefaultMonitor, Exit, ExitReceiver, LogMonitor, ProcessMonitor};
+pub mod opts;
+pub mod paths;
+pub mod types;
+
+pub use error::{Error, Result};
+pub use events::EventStream;
+pub use global::{GlobalOpts, LogFormat, Runsc, DEFAULT_COMMAND};
+pub use monitor::{describe, DefaultMonitor, Exit, ExitReceiver, LogMonitor, ProcessMonitor};
+pub use opts::{
+    CheckpointOpts, CreateOpts, DeleteOpts, EventsOpts, ExecOpts, KillOpts, RestoreOpts,
+    StartOpts, Stdio, StdioSource, WaitOpts,
+};
+pub use paths::{emitted_paths, format_runsc_paths, format_shim_log_path, PATH_KEYS};
+pub use types::{
+    Container, Cpu, CpuUsage, Event, Memory, MemoryEntry, Pids, Stats, StatsEvent, Status,
+    Throttling, TopResults, WaitResult,
+};

@@ -1,1 +1,426 @@
-//! TODO
+//! A private containerd per test: its own config, root, state and sockets in
+//! a temporary directory, our shim first on its `PATH`. Dropping it removes
+//! every task and container, stops containerd, unmounts what it mounted and
+//! reports (then kills) any shim or runsc process it left behind.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::OnceLock,
+    thread,
+    time::{Duration, Instant},
+};
+
+use tempfile::TempDir;
+
+use crate::image;
+
+/// Where shim sockets live (fixed by the shim protocol).
+pub const SOCKET_DIR: &str = "/run/containerd/s";
+
+/// A running private containerd.
+pub struct Containerd {
+    dir: TempDir,
+    child: Option<Child>,
+    socket: PathBuf,
+    namespace: String,
+    sockets_before: BTreeSet<String>,
+}
+
+/// Panics unless the test runs as root with containerd, ctr and runsc on PATH.
+pub fn require_e2e() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "end-to-end tests need root (they run containerd and runsc)"
+    );
+    for bin in ["containerd", "ctr", "runsc"] {
+        assert!(
+            which(bin).is_some(),
+            "{bin} not found on PATH: run `make deps`"
+        );
+    }
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(bin))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Directory holding the built `containerd-shim-runsc-v1` (`$RUNSC_SHIM_DIR`,
+/// else the cargo target directory of the running test binary).
+pub fn shim_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("RUNSC_SHIM_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> or target/<profile>/<bin>
+    let candidates = exe.ancestors().skip(1).take(2);
+    for dir in candidates {
+        if dir.join("containerd-shim-runsc-v1").is_file() {
+            return dir.to_path_buf();
+        }
+    }
+    panic!(
+        "containerd-shim-runsc-v1 not found near {}: build the shim first (`make build`) or set RUNSC_SHIM_DIR",
+        exe.display()
+    );
+}
+
+fn busybox_image() -> &'static Path {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("runsc-shim-image-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("image dir");
+        image::build_busybox_image(&dir).expect("build busybox image")
+    })
+}
+
+fn list_sockets() -> BTreeSet<String> {
+    fs::read_dir(SOCKET_DIR)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Containerd {
+    /// Starts containerd with our shim's directory first on `PATH` and imports
+    /// the busybox image as [`image::IMAGE_REF`].
+    pub fn start() -> Containerd {
+        Self::start_with_path(&[shim_dir()])
+    }
+
+    /// Like [`Containerd::start`] with extra directories prepended to `PATH`.
+    pub fn start_with_path(path_dirs: &[PathBuf]) -> Containerd {
+        require_e2e();
+        let dir = tempfile::Builder::new()
+            .prefix("ctrd-")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path();
+        let socket = d.join("containerd.sock");
+        let config = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[debug]
+  level = "debug"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{root}/opt"
+"#,
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            sock = socket.display(),
+        );
+        fs::write(d.join("config.toml"), config).expect("write config");
+        let mut path = std::env::join_paths(path_dirs).expect("join PATH");
+        if let Some(p) = std::env::var_os("PATH") {
+            path.push(":");
+            path.push(p);
+        }
+        let log = fs::File::create(d.join("containerd.log")).expect("log file");
+        let sockets_before = list_sockets();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .env("PATH", &path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn containerd");
+        let c = Containerd {
+            dir,
+            child: Some(child),
+            socket,
+            namespace: "rstest".into(),
+            sockets_before,
+        };
+        c.wait_ready();
+        c.ctr_ok(&["images", "import", &busybox_image().to_string_lossy()]);
+        c
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.socket.exists() && self.ctr(&["version"]).status.success() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("containerd did not start:\n{}", self.log_tail(40));
+    }
+
+    /// The gRPC socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The containerd namespace tests use.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The private temporary directory (config, root, state, logs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A `ctr` command bound to this containerd and namespace.
+    pub fn ctr_cmd(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("-a")
+            .arg(&self.socket)
+            .arg("-n")
+            .arg(&self.namespace)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `ctr <args>` and returns its output.
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_cmd().args(args).output().expect("run ctr")
+    }
+
+    /// Runs `ctr <args>`, panicking with its stderr and containerd's log on failure.
+    pub fn ctr_ok(&self, args: &[&str]) -> Output {
+        let out = self.ctr(args);
+        assert!(
+            out.status.success(),
+            "ctr {args:?} failed ({}):\nstdout: {}\nstderr: {}\ncontainerd log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail(30)
+        );
+        out
+    }
+
+    /// The last `n` lines of containerd's log (which includes the shims' logs).
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Full containerd log.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// Pids of shim processes serving this containerd.
+    pub fn shim_pids(&self) -> Vec<i32> {
+        pids_matching(|cmd| {
+            cmd.contains("containerd-shim-runsc-v1") && cmd.contains(&*self.socket.to_string_lossy())
+        })
+    }
+
+    /// Kills and removes every task and container in the namespace.
+    pub fn remove_all(&self) {
+        let out = self.ctr(&["containers", "list", "-q"]);
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
+            let _ = self.ctr(&["tasks", "delete", "-f", id]);
+            let _ = self.ctr(&["containers", "delete", id]);
+        }
+    }
+
+    /// What this containerd left behind: shim processes, new sockets in
+    /// `/run/containerd/s`, mounts under its directory. Empty means clean.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for pid in self.shim_pids() {
+            out.push(format!("shim process {pid}"));
+        }
+        for s in list_sockets().difference(&self.sockets_before) {
+            out.push(format!("socket {SOCKET_DIR}/{s}"));
+        }
+        for m in mounts_under(self.dir.path()) {
+            if !m.contains("/snapshots/") {
+                out.push(format!("mount {m}"));
+            }
+        }
+        out
+    }
+
+    /// Removes everything, stops containerd and asserts nothing leaked.
+    pub fn stop_and_check(mut self) {
+        self.remove_all();
+        // containerd runs `shim delete` and shims exit asynchronously.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut left = self.leftovers();
+        while !left.is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+            left = self.leftovers();
+        }
+        self.shutdown();
+        assert!(left.is_empty(), "test left behind: {left:?}");
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Last resort so one failed test cannot poison the next ones.
+        for pid in self.shim_pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let root = self.dir.path().to_string_lossy().into_owned();
+        for pid in pids_matching(|cmd| cmd.contains("runsc") && cmd.contains(&root)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let mut mounts = mounts_under(self.dir.path());
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        for s in list_sockets().difference(&self.sockets_before) {
+            let _ = fs::remove_file(Path::new(SOCKET_DIR).join(s));
+        }
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.remove_all();
+            self.shutdown();
+        }
+    }
+}
+
+/// Pids whose command line (NUL-separated args joined by spaces) satisfies `f`.
+pub fn pids_matching(f: impl Fn(&str) -> bool) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if f(&cmd) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Mount points at or below `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
+        .filter(|m| m.starts_with(&prefix))
+        .collect()
+}
+
+/// Output helpers for assertions.
+pub trait OutputExt {
+    /// stdout as text.
+    fn out(&self) -> String;
+    /// stderr as text.
+    fn err(&self) -> String;
+    /// Exit code (-1 if killed by a signal).
+    fn code(&self) -> i32;
+}
+
+impl OutputExt for Output {
+    fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    fn err(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+    fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+}
+
+/// The runtime name of our shim.
+pub const RUNTIME: &str = "io.containerd.runsc.v1";
+
+impl Containerd {
+    /// `ctr run --rm --runtime io.containerd.runsc.v1 [extra...] busybox <id> <cmd...>`.
+    pub fn run(&self, id: &str, extra: &[&str], cmd: &[&str]) -> Output {
+        let mut args = vec!["run", "--rm", "--runtime", RUNTIME];
+        args.extend_from_slice(extra);
+        args.push(crate::image::IMAGE_REF);
+        args.push(id);
+        args.extend_from_slice(cmd);
+        self.ctr(&args)
+    }
+
+    /// Starts a detached container running `cmd`.
+    pub fn run_detached(&self, id: &str, extra: &[&str], cmd: &[&str]) {
+        let mut args = vec!["run", "-d", "--runtime", RUNTIME];
+        args.extend_from_slice(extra);
+        args.push(crate::image::IMAGE_REF);
+        args.push(id);
+        args.extend_from_slice(cmd);
+        self.ctr_ok(&args);
+    }
+
+    /// The task status column of `ctr task ls` for `id` (e.g. RUNNING).
+    pub fn task_status(&self, id: &str) -> Option<String> {
+        let out = self.ctr(&["tasks", "ls"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+    }
+
+    /// Waits until `id`'s task has `status`.
+    pub fn wait_status(&self, id: &str, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.task_status(id).as_deref() == Some(status) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("task {id} never reached {status}: {:?}", self.task_status(id));
+    }
+}

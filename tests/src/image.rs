@@ -1,1 +1,158 @@
-//! TODO
+//! An OCI image archive built locally from the host's static busybox, so no
+//! registry is needed: `ctr images import` takes it as
+//! [`IMAGE_REF`].
+
+use std::{
+    fs,
+    io::{self, Write},
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use sha2::{Digest, Sha256};
+
+/// The reference the imported image carries.
+pub const IMAGE_REF: &str = "docker.io/library/busybox:latest";
+
+/// Applets linked to `/bin/busybox` in the image.
+pub const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "sleep", "true", "false", "ls", "dd", "wc", "env", "pwd", "id", "date",
+    "seq", "head", "tail", "mkdir", "kill", "ps", "grep", "md5sum", "sha256sum", "yes", "mount",
+    "hostname", "stty", "tty", "printf", "test", "rm", "touch", "ip", "ifconfig", "cut", "tr",
+];
+
+fn sha256_hex(data: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(data);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn run(cmd: &mut Command) -> io::Result<()> {
+    let st = cmd.status()?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("{cmd:?} failed: {st}")))
+    }
+}
+
+/// Writes a busybox rootfs (binary plus applet symlinks) into `dir`.
+pub fn write_busybox_rootfs(dir: &Path) -> io::Result<()> {
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin)?;
+    for d in ["tmp", "etc", "proc", "sys", "dev", "root", "var"] {
+        fs::create_dir_all(dir.join(d))?;
+    }
+    fs::copy(busybox(), bin.join("busybox"))?;
+    for a in APPLETS {
+        let link = bin.join(a);
+        if !link.exists() {
+            std::os::unix::fs::symlink("busybox", link)?;
+        }
+    }
+    fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    fs::write(dir.join("etc/group"), "root:x:0:\n")?;
+    Ok(())
+}
+
+/// Path of the host's static busybox.
+pub fn busybox() -> PathBuf {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("busybox not found: run `make deps` (apt-get install busybox-static)");
+}
+
+/// Builds the OCI archive in `work` and returns its path.
+pub fn build_busybox_image(work: &Path) -> io::Result<PathBuf> {
+    let rootfs = work.join("image-rootfs");
+    let layout = work.join("image-layout");
+    let _ = fs::remove_dir_all(&rootfs);
+    let _ = fs::remove_dir_all(&layout);
+    write_busybox_rootfs(&rootfs)?;
+    let blobs = layout.join("blobs/sha256");
+    fs::create_dir_all(&blobs)?;
+
+    let layer_path = work.join("layer.tar");
+    run(Command::new("tar")
+        .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner"])
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&layer_path)
+        .arg("."))?;
+    let layer = fs::read(&layer_path)?;
+    let layer_digest = sha256_hex(&layer);
+    fs::write(blobs.join(&layer_digest), &layer)?;
+
+    let config = serde_json::json!({
+        "architecture": go_arch(),
+        "os": "linux",
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["/bin/sh"],
+            "WorkingDir": "/"
+        },
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
+        "history": [{"created_by": "runsc-shim tests"}]
+    });
+    let config = serde_json::to_vec(&config)?;
+    let config_digest = sha256_hex(&config);
+    fs::write(blobs.join(&config_digest), &config)?;
+
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": format!("sha256:{config_digest}"),
+            "size": config.len()
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": format!("sha256:{layer_digest}"),
+            "size": layer.len()
+        }]
+    });
+    let manifest = serde_json::to_vec(&manifest)?;
+    let manifest_digest = sha256_hex(&manifest);
+    fs::write(blobs.join(&manifest_digest), &manifest)?;
+
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{manifest_digest}"),
+            "size": manifest.len(),
+            "annotations": {
+                "io.containerd.image.name": IMAGE_REF,
+                "org.opencontainers.image.ref.name": "latest"
+            },
+            "platform": {"architecture": go_arch(), "os": "linux"}
+        }]
+    });
+    fs::write(layout.join("index.json"), serde_json::to_vec(&index)?)?;
+    let mut f = fs::File::create(layout.join("oci-layout"))?;
+    f.write_all(br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+
+    let out = work.join("busybox-oci.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&out)
+        .args(["oci-layout", "index.json", "blobs"]))?;
+    let _ = fs::remove_dir_all(&rootfs);
+    let _ = fs::remove_file(&layer_path);
+    Ok(out)
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}

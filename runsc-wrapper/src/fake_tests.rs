@@ -1,0 +1,267 @@
+//! Failure paths and argv checks against a fake runsc: a shell script
+//! written per test that records its argv and stdin, then behaves as told.
+
+use std::{fs, os::unix::fs::PermissionsExt, path::PathBuf};
+
+use oci_spec::runtime::{LinuxResources, ProcessBuilder};
+use tempfile::TempDir;
+
+use crate::{
+    CreateOpts, DeleteOpts, Error, ExecOpts, GlobalOpts, KillOpts, LogFormat, Runsc, Status,
+    WaitOpts,
+};
+
+struct Fake {
+    dir: TempDir,
+    runsc: Runsc,
+}
+
+impl Fake {
+    /// `body` runs after argv/stdin are recorded; `$log` is the --log path.
+    fn new(body: &str) -> Fake {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("runsc");
+        let text = format!(
+            r#"#!/bin/sh
+dir=$(dirname "$0")
+printf '%s\n' "$@" > "$dir/argv"
+log=
+for a in "$@"; do case "$a" in --log=*) log="${{a#--log=}}";; esac; done
+case " $* " in *" --resources=- "*) cat > "$dir/stdin";; esac
+{body}
+"#
+        );
+        fs::write(&script, text).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        // Another test thread forking while our write fd was open makes exec
+        // fail with ETXTBSY until that child execs; wait it out here.
+        for _ in 0..100 {
+            match std::process::Command::new(&script).arg("warmup").status() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                _ => break,
+            }
+        }
+        let runsc = GlobalOpts::new()
+            .command(&script)
+            .root(dir.path().join("root"))
+            .log(dir.path().join("log.json"))
+            .log_format(LogFormat::Json)
+            .config("network", "none")
+            .build();
+        Fake { dir, runsc }
+    }
+
+    fn argv(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.path().join("argv"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn globals(&self) -> Vec<String> {
+        vec![
+            format!("--root={}", self.path("root").display()),
+            format!("--log={}", self.path("log.json").display()),
+            "--log-format=json".into(),
+            "--network=none".into(),
+        ]
+    }
+}
+
+const NET_ERR: &str = r#"{"msg":"creating container: cannot run with network enabled in root network namespace","level":"error","time":"2026-11-22T08:11:34Z"}"#;
+
+#[tokio::test]
+async fn create_error_comes_from_this_calls_log_lines() {
+    let fake = Fake::new(&format!(
+        "printf '%s' '{NET_ERR}' >> \"$log\"\necho 'stderr noise' >&2\nexit 128"
+    ));
+    // An older error in the log must not be blamed on this call.
+    fs::write(
+        fake.path("log.json"),
+        r#"{"msg":"stale failure","level":"error"}"#,
+    )
+    .unwrap();
+    let opts = CreateOpts {
+        pid_file: Some("/b/init.pid".into()),
+        ..Default::default()
+    };
+    let err = fake
+        .runsc
+        .create("c1", "/b".as_ref(), opts)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "runsc create c1 failed: creating container: cannot run with network enabled in root network namespace (exit status 128)"
+    );
+    let Error::Command { status, argv, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*status, 128);
+    let mut want = fake.globals();
+    want.extend(["create", "--bundle=/b", "--pid-file=/b/init.pid", "c1"].map(String::from));
+    assert_eq!(fake.argv(), want);
+    assert_eq!(&argv[1..], &want[..]);
+}
+
+#[tokio::test]
+async fn capture_error_uses_stderr_and_classifies() {
+    let fake = Fake::new("echo 'first' >&2; echo 'sandbox is not running' >&2; exit 128");
+    let err = fake
+        .runsc
+        .kill("c1", 9, KillOpts { all: true, pid: None })
+        .await
+        .unwrap_err();
+    assert_eq!(err.message(), "sandbox is not running");
+    assert!(err.is_not_running() && err.is_not_found());
+    assert_eq!(&fake.argv()[4..], ["kill", "--all", "c1", "9"]);
+
+    let fake = Fake::new("exit 1");
+    let err = fake.runsc.pause("c2").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "runsc pause c2 failed: no error output (exit status 1)"
+    );
+    assert!(!err.is_not_found());
+}
+
+#[tokio::test]
+async fn update_unsupported_is_detected_once() {
+    let fake = Fake::new(
+        r#"if [ "$1" = help ]; then echo "$2" >> "$dir/probes"; echo "Subcommand $2 not understood"; exit 128; fi
+exit 0"#,
+    );
+    for _ in 0..2 {
+        let err = fake
+            .runsc
+            .update("c1", &LinuxResources::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+        assert!(err.to_string().ends_with("does not support `update`"));
+    }
+    let probes = fs::read_to_string(fake.path("probes")).unwrap();
+    assert_eq!(probes, "update\n", "probe must be cached");
+}
+
+#[tokio::test]
+async fn update_supported_sends_json_on_stdin() {
+    let fake = Fake::new("exit 0");
+    let res: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":10}}"#).unwrap();
+    fake.runsc.update("c1", &res).await.unwrap();
+    assert_eq!(&fake.argv()[4..], ["update", "--resources=-", "c1"]);
+    let stdin: serde_json::Value =
+        serde_json::from_slice(&fs::read(fake.path("stdin")).unwrap()).unwrap();
+    assert_eq!(stdin["pids"]["limit"], 10);
+}
+
+#[tokio::test]
+async fn missing_binary_is_a_spawn_error() {
+    let r = GlobalOpts::new().command("/nonexistent/runsc").build();
+    let err = r.state("c1").await.unwrap_err();
+    assert!(matches!(err, Error::Spawn { .. }), "{err:?}");
+    assert!(err.to_string().contains("/nonexistent/runsc"));
+}
+
+#[tokio::test]
+async fn parses_outputs() {
+    let fake = Fake::new(
+        r#"case "$1$2$3$4$5" in *state*) echo '{"ociVersion":"1.0.2-dev","id":"c1","status":"paused","pid":5,"bundle":"/b"}';;
+*list*) echo null;;
+*ps*) echo '[1,2]';;
+*wait*) echo '{"id":"c1","exitStatus":137}';;
+*--version*) printf 'runsc version 0.0~20221219.0\nspec: 1.0.2-dev\n';;
+esac
+for a in "$@"; do [ "$a" = bad ] && echo 'not json'; done
+exit 0"#,
+    );
+    let r = &fake.runsc;
+    let c = r.state("c1").await.unwrap();
+    assert_eq!((c.status, c.pid), (Status::Paused, 5));
+    assert!(r.list().await.unwrap().is_empty());
+    assert_eq!(r.ps("c1").await.unwrap(), [1, 2]);
+    assert_eq!(
+        r.wait("c1", WaitOpts { pid: Some(2), rootpid: None })
+            .await
+            .unwrap(),
+        137
+    );
+    assert_eq!(&fake.argv()[4..], ["wait", "--pid=2", "c1"]);
+    assert_eq!(r.version().await.unwrap(), "0.0~20221219.0");
+    let err = r.pause("bad").await.map(|_| ()).and(Ok::<(), Error>(()));
+    assert!(err.is_ok());
+    let err = r.state("bad").await.unwrap_err();
+    assert!(matches!(err, Error::Parse { .. }), "{err:?}");
+    r.delete("c1", DeleteOpts { force: true }).await.unwrap();
+    assert_eq!(&fake.argv()[4..], ["delete", "--force", "c1"]);
+}
+
+#[tokio::test]
+async fn exec_and_run_exit_codes() {
+    let fake = Fake::new(
+        r#"for a in "$@"; do case "$a" in --process=*) cp "${a#--process=}" "$dir/process.json";; --pid-file=*) echo 42 > "${a#--pid-file=}";; esac; done
+case " $* " in *" --detach "*) exit 0;; *" logerr "*) printf '%s' '{"msg":"boom","level":"error"}' >> "$log"; exit 128;; esac
+exit 3"#,
+    );
+    let process = ProcessBuilder::default()
+        .args(vec!["sh".to_string()])
+        .cwd("/")
+        .build()
+        .unwrap();
+    let code = fake
+        .runsc
+        .exec("c1", &process, ExecOpts::default())
+        .await
+        .unwrap();
+    assert_eq!(code, 3);
+    let argv = fake.argv();
+    let spec_arg = argv[5].strip_prefix("--process=").unwrap();
+    assert!(!std::path::Path::new(spec_arg).exists(), "temp spec removed");
+    let sent: serde_json::Value =
+        serde_json::from_slice(&fs::read(fake.path("process.json")).unwrap()).unwrap();
+    assert_eq!(sent["args"][0], "sh");
+
+    // Detached without a pid file: one is supplied (runsc 20221219 needs it).
+    let opts = ExecOpts {
+        detach: true,
+        ..Default::default()
+    };
+    assert_eq!(fake.runsc.exec("c1", &process, opts).await.unwrap(), 0);
+    assert!(fake.argv().iter().any(|a| a.starts_with("--pid-file=")));
+
+    // runsc's own failure (logged) is an error, not an exit code.
+    let err = fake
+        .runsc
+        .exec("logerr", &process, ExecOpts::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.message(), "boom");
+
+    let code = fake
+        .runsc
+        .run("c1", "/b".as_ref(), CreateOpts::default())
+        .await
+        .unwrap();
+    assert_eq!(code, 3);
+    assert_eq!(&fake.argv()[4..], ["run", "--bundle=/b", "c1"]);
+}
+
+#[tokio::test]
+async fn chatty_output_does_not_deadlock() {
+    // Far more than a pipe buffer on both streams.
+    let fake = Fake::new(
+        "i=0; while [ $i -lt 3000 ]; do echo 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'; echo yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy >&2; i=$((i+1)); done; exit 0",
+    );
+    let top = tokio::time::timeout(std::time::Duration::from_secs(30), fake.runsc.top("c1"))
+        .await
+        .expect("deadlocked")
+        .unwrap();
+    assert_eq!(top.processes.len(), 2999);
+}

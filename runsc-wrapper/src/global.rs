@@ -1,0 +1,317 @@
+//! The [`Runsc`] client and its [`GlobalOpts`] builder: everything that goes
+//! before the subcommand on runsc's command line.
+
+use std::{
+    collections::BTreeMap,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+};
+
+use nix::sys::signal::Signal;
+use tokio::sync::OnceCell;
+
+use crate::monitor::{DefaultMonitor, LogMonitor, ProcessMonitor};
+
+/// The command used when none is configured (looked up on `PATH`).
+pub const DEFAULT_COMMAND: &str = "runsc";
+
+/// `--root`: directory holding runsc's container state.
+pub const FLAG_ROOT: &str = "--root";
+/// `--log`: runsc's own log file.
+pub const FLAG_LOG: &str = "--log";
+/// `--log-format`: text, json or json-k8s.
+pub const FLAG_LOG_FORMAT: &str = "--log-format";
+/// `--panic-log`: where the sandbox writes Go panics.
+pub const FLAG_PANIC_LOG: &str = "--panic-log";
+
+/// Environment variable stripped from every runsc child: systemd's
+/// notification socket belongs to the shim's parent, not to runsc.
+pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+
+/// Format of runsc's `--log` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Plain text (runsc's default).
+    #[default]
+    Text,
+    /// One JSON object per message with `msg`, `level`, `time`.
+    Json,
+    /// Kubernetes-style JSON (`log`, `level`, `stream`, `time`).
+    JsonK8s,
+}
+
+impl LogFormat {
+    /// The value runsc expects after `--log-format=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+            LogFormat::JsonK8s => "json-k8s",
+        }
+    }
+}
+
+/// Client for the runsc command line (port of runsccmd's `Runsc`).
+///
+/// Cheap to clone; clones share the monitor and the cached capability probe.
+#[derive(Debug, Clone)]
+pub struct Runsc {
+    pub(crate) command: PathBuf,
+    pub(crate) root: Option<PathBuf>,
+    pub(crate) log: Option<PathBuf>,
+    pub(crate) log_format: Option<LogFormat>,
+    pub(crate) panic_log: Option<PathBuf>,
+    pub(crate) pdeath_signal: Option<Signal>,
+    pub(crate) setpgid: bool,
+    pub(crate) config: BTreeMap<String, String>,
+    pub(crate) monitor: Arc<dyn ProcessMonitor>,
+    /// Whether this runsc has `update`; asked once, on first use.
+    pub(crate) has_update: Arc<OnceCell<bool>>,
+}
+
+impl Default for Runsc {
+    fn default() -> Self {
+        GlobalOpts::new().build()
+    }
+}
+
+/// Builder for [`Runsc`]; every setter takes and returns `self`.
+#[derive(Debug, Clone)]
+pub struct GlobalOpts {
+    inner: Runsc,
+}
+
+impl Default for GlobalOpts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GlobalOpts {
+    /// Defaults: command `runsc`, no global flags, logging monitor over
+    /// [`DefaultMonitor`].
+    pub fn new() -> Self {
+        GlobalOpts {
+            inner: Runsc {
+                command: PathBuf::from(DEFAULT_COMMAND),
+                root: None,
+                log: None,
+                log_format: None,
+                panic_log: None,
+                pdeath_signal: None,
+                setpgid: false,
+                config: BTreeMap::new(),
+                monitor: Arc::new(LogMonitor::new(Arc::new(DefaultMonitor))),
+                has_update: Arc::new(OnceCell::new()),
+            },
+        }
+    }
+
+    /// The runsc binary to run.
+    pub fn command(mut self, command: impl Into<PathBuf>) -> Self {
+        self.inner.command = command.into();
+        self
+    }
+
+    /// `--root`.
+    pub fn root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.inner.root = Some(root.into());
+        self
+    }
+
+    /// `--log`. Errors are read back from this file, so set it (with
+    /// [`LogFormat::Json`]) to get runsc's own words in [`crate::Error`].
+    pub fn log(mut self, log: impl Into<PathBuf>) -> Self {
+        self.inner.log = Some(log.into());
+        self
+    }
+
+    /// `--log-format`.
+    pub fn log_format(mut self, format: LogFormat) -> Self {
+        self.inner.log_format = Some(format);
+        self
+    }
+
+    /// `--panic-log`.
+    pub fn panic_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.inner.panic_log = Some(path.into());
+        self
+    }
+
+    /// Signal each runsc child receives when the calling thread dies.
+    pub fn pdeath_signal(mut self, signal: Signal) -> Self {
+        self.inner.pdeath_signal = Some(signal);
+        self
+    }
+
+    /// Start each runsc child in its own process group.
+    pub fn setpgid(mut self, setpgid: bool) -> Self {
+        self.inner.setpgid = setpgid;
+        self
+    }
+
+    /// Adds one extra global flag, passed as `--key=value`.
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.inner.config.insert(key.into(), value.into());
+        self
+    }
+
+    /// Replaces all extra global flags.
+    pub fn config_map(mut self, config: BTreeMap<String, String>) -> Self {
+        self.inner.config = config;
+        self
+    }
+
+    /// The monitor that spawns runsc and reports its exits.
+    pub fn monitor(mut self, monitor: Arc<dyn ProcessMonitor>) -> Self {
+        self.inner.monitor = monitor;
+        self
+    }
+
+    /// Finishes the client.
+    pub fn build(self) -> Runsc {
+        self.inner
+    }
+}
+
+impl Runsc {
+    /// A client with default options (same as [`GlobalOpts::new`]`.build()`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The runsc binary.
+    pub fn command(&self) -> &Path {
+        &self.command
+    }
+
+    /// `--root`, if set.
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
+
+    /// `--log`, if set.
+    pub fn log(&self) -> Option<&Path> {
+        self.log.as_deref()
+    }
+
+    /// Extra `--key=value` flags.
+    pub fn config(&self) -> &BTreeMap<String, String> {
+        &self.config
+    }
+
+    /// The process monitor in use.
+    pub fn monitor(&self) -> &Arc<dyn ProcessMonitor> {
+        &self.monitor
+    }
+
+    /// Global flags in a fixed order: root, log, log-format, panic-log, then
+    /// extra config in key order (so argv is reproducible in tests and logs).
+    pub fn global_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(root) = &self.root {
+            args.push(format!("{FLAG_ROOT}={}", root.display()));
+        }
+        if let Some(log) = &self.log {
+            args.push(format!("{FLAG_LOG}={}", log.display()));
+        }
+        if let Some(format) = self.log_format {
+            args.push(format!("{FLAG_LOG_FORMAT}={}", format.as_str()));
+        }
+        if let Some(panic_log) = &self.panic_log {
+            args.push(format!("{FLAG_PANIC_LOG}={}", panic_log.display()));
+        }
+        for (k, v) in &self.config {
+            args.push(format!("--{k}={v}"));
+        }
+        args
+    }
+
+    /// `runsc <global flags> <subcommand> <args>`, with the child set-up all
+    /// runsc calls share. Stdio is left to the caller.
+    pub(crate) fn command_for(&self, subcommand: &str, args: &[String]) -> Command {
+        let mut cmd = Command::new(&self.command);
+        cmd.args(self.global_args()).arg(subcommand).args(args);
+        cmd.env_remove(NOTIFY_SOCKET);
+        if self.setpgid {
+            cmd.process_group(0);
+        }
+        if let Some(sig) = self.pdeath_signal {
+            let sig = sig as libc::c_ulong;
+            // SAFETY: prctl is async-signal-safe and touches no memory of
+            // the parent; it is the only thing done between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_has_no_flags() {
+        let r = Runsc::new();
+        assert_eq!(r.command(), Path::new("runsc"));
+        assert!(r.global_args().is_empty());
+    }
+
+    #[test]
+    fn global_args_order() {
+        let r = GlobalOpts::new()
+            .command("/usr/bin/runsc")
+            .config("network", "none")
+            .config("debug", "true")
+            .panic_log("/b/panic.log")
+            .log_format(LogFormat::Json)
+            .log("/b/log.json")
+            .root("/run/runsc")
+            .build();
+        assert_eq!(
+            r.global_args(),
+            [
+                "--root=/run/runsc",
+                "--log=/b/log.json",
+                "--log-format=json",
+                "--panic-log=/b/panic.log",
+                "--debug=true",
+                "--network=none",
+            ]
+        );
+    }
+
+    #[test]
+    fn partial_flags_and_formats() {
+        let r = GlobalOpts::new()
+            .log_format(LogFormat::JsonK8s)
+            .config_map(BTreeMap::from([("platform".into(), "ptrace".into())]))
+            .build();
+        assert_eq!(r.global_args(), ["--log-format=json-k8s", "--platform=ptrace"]);
+        let r = GlobalOpts::new().root("/r").log_format(LogFormat::Text).build();
+        assert_eq!(r.global_args(), ["--root=/r", "--log-format=text"]);
+    }
+
+    #[test]
+    fn command_line_and_env() {
+        let r = GlobalOpts::new()
+            .root("/r")
+            .pdeath_signal(Signal::SIGKILL)
+            .setpgid(true)
+            .build();
+        let cmd = r.command_for("state", &["c1".into()]);
+        assert_eq!(crate::monitor::describe(&cmd), "runsc --root=/r state c1");
+        assert!(cmd
+            .get_envs()
+            .any(|(k, v)| k == NOTIFY_SOCKET && v.is_none()));
+    }
+}
