@@ -1,1 +1,39 @@
-//! placeholder
+//! `containerd-shim-runsc-v1`: a containerd runtime v2 shim (task API v2)
+//! that runs every container in gVisor's `runsc` sandbox.
+//!
+//! Layout:
+//! - [`bootstrap`]: the shim verbs (`start`, `delete`, serve) via containerd-shim.
+//! - [`service`]: the ttrpc task service, one file per group of methods.
+//! - [`container`]: containers and processes with their lifecycle state.
+//! - [`options`]: runtime options (`runtimeoptions.v1.Options` -> TOML).
+//! - [`spec`]: what the OCI spec tells the shim (pod grouping, network).
+//! - [`runtime`]: building the runsc client and its flags.
+//! - [`reaper`]: the monitor every child is spawned through.
+//! - [`events`], [`convert`], [`cgroup`], [`mount`], [`state`]: events, protobuf
+//!   conversions, the sandbox's host cgroup, rootfs mounts, persisted state.
+//! - [`logging`]: the log FIFO plus the optional `log_path` file.
+//! - [`error`]: the error type and its one mapping to ttrpc codes.
+//!
+//! It ports gVisor's Go shim (`pkg/shim/v1`) and fixes what that shim gets
+//! wrong (see the project README).
+#![deny(missing_docs)]
+
+pub mod bootstrap;
+pub mod cgroup;
+pub mod container;
+pub mod convert;
+pub mod error;
+pub mod events;
+pub mod logging;
+pub mod mount;
+pub mod options;
+pub mod reaper;
+pub mod runtime;
+pub mod service;
+pub mod spec;
+pub mod state;
+
+pub use error::{Error, Result};
+
+/// The runtime name containerd knows this shim by.
+pub const RUNTIME_NAME: &str = "io.containerd.runsc.v1";

@@ -1,0 +1,45 @@
+# runsc-shim: build, install, test, demo and benchmark containerd-shim-runsc-v1.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PREFIX ?= /usr/local
+CARGO ?= cargo
+PROFILE ?= release
+SHIM := containerd-shim-runsc-v1
+BENCH_ITERS ?= 20
+
+.PHONY: all deps build install lint unit integration test demo bench bench-smoke clean
+
+all: build
+
+deps: ## Install system packages (containerd, runc, runsc, busybox, protoc); idempotent
+	./scripts/deps.sh
+
+build: ## Build the shim (release)
+	$(CARGO) build --locked --profile $(PROFILE) -p containerd-shim-runsc
+
+install: build ## Install the shim into $(PREFIX)/bin
+	install -D -m 0755 target/$(PROFILE)/$(SHIM) $(DESTDIR)$(PREFIX)/bin/$(SHIM)
+
+lint: ## rustfmt and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+unit: ## Unit tests (no containerd, no runsc)
+	$(CARGO) test --locked --workspace --lib --bins
+
+integration: build ## Real runsc and containerd suites (root)
+	RUNSC_SHIM_DIR=$(CURDIR)/target/$(PROFILE) $(CARGO) test --locked --workspace --tests -- --test-threads=2
+
+test: deps lint unit integration ## Everything CI runs
+
+demo: deps build ## Private containerd + our shim + busybox under gVisor
+	./scripts/demo.sh target/$(PROFILE)
+
+bench: deps build ## Compare our shim with Go's runc shim driving runsc and bare runsc
+	$(CARGO) run --locked --release -p integration --bin bench -- --iterations $(BENCH_ITERS) --shim-dir target/$(PROFILE)
+
+bench-smoke: build ## One-iteration benchmark run so the harness cannot rot
+	$(CARGO) run --locked --release -p integration --bin bench -- --iterations 1 --shim-dir target/$(PROFILE) --out target/bench-smoke.json
+
+clean:
+	$(CARGO) clean

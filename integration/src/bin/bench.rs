@@ -1,0 +1,307 @@
+//! `make bench`: our shim against containerd's Go shim driving runsc (through
+//! `--runc-binary`, with the same `--network=none`) and bare `runsc`, all in
+//! one run, interleaved, on the same machine. Prints a markdown table of
+//! medians and ratios and writes JSON. It judges nothing: targets are read
+//! off the table.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::Read,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use integration::bench::{self, Config, Sample, Stats};
+use test_support::{
+    containerd::{pids_matching, Containerd, OutputExt, RUNTIME},
+    image::{write_busybox_rootfs, IMAGE_REF},
+};
+
+fn main() {
+    let cfg = Config::from_args();
+    if let Some(d) = &cfg.shim_dir {
+        std::env::set_var("RUNSC_SHIM_DIR", d);
+    }
+    let load_before = bench::loadavg();
+    let work = tempfile::Builder::new().prefix("bench-").tempdir().expect("tempdir");
+    let wrapper = work.path().join("runsc-nonet");
+    fs::write(&wrapper, "#!/bin/sh\nexec runsc --network=none \"$@\"\n").expect("wrapper");
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let ours = Containerd::start();
+    let go = Containerd::start_with_path(&[]);
+    let bare = Bare::new(work.path());
+    let w = wrapper.to_string_lossy().into_owned();
+    let ours_rt: Vec<&str> = vec!["--runtime", RUNTIME];
+    let go_rt: Vec<&str> = vec!["--runtime", "io.containerd.runc.v2", "--runc-binary", &w];
+
+    let mut results: BTreeMap<&str, [Stats; 3]> = BTreeMap::new();
+    let n = cfg.iterations;
+
+    // start: ctr run --rm /bin/true
+    let mut s: [Vec<Sample>; 3] = Default::default();
+    for i in 0..n + cfg.warmup {
+        let order = bench::rotation(i);
+        for &k in &order {
+            let id = format!("start-{i}");
+            let t = match k {
+                0 => time_ok(|| ours.run(&id, &ours_rt, &["/bin/true"]).status.success()),
+                1 => time_ok(|| go_run(&go, &go_rt, &id, &["/bin/true"], "--rm")),
+                _ => time_ok(|| bare.run(&id, &["/bin/true"])),
+            };
+            if i >= cfg.warmup {
+                s[k].push(t);
+            }
+        }
+    }
+    results.insert("start: ctr run --rm /bin/true (ms)", s.map(|v| Stats::of(&v)));
+
+    // exec: ctr task exec /bin/true in a running container
+    ours.run_detached("execbox", &ours_rt, &["sleep", "100000"]);
+    go_run(&go, &go_rt, "execbox", &["sleep", "100000"], "-d");
+    bare.run_detached("execbox", &["sleep", "100000"]);
+    let mut s: [Vec<Sample>; 3] = Default::default();
+    for i in 0..n + cfg.warmup {
+        for &k in &bench::rotation(i) {
+            let eid = format!("e{i}");
+            let t = match k {
+                0 => time_ok(|| ours.ctr(&["tasks", "exec", "--exec-id", &eid, "execbox", "/bin/true"]).status.success()),
+                1 => time_ok(|| go.ctr(&["tasks", "exec", "--exec-id", &eid, "execbox", "/bin/true"]).status.success()),
+                _ => time_ok(|| bare.exec("execbox", &["/bin/true"])),
+            };
+            if i >= cfg.warmup {
+                s[k].push(t);
+            }
+        }
+    }
+    results.insert("exec: ctr task exec /bin/true (ms)", s.map(|v| Stats::of(&v)));
+
+    // memory: one container per shim, then a pod of five in one shim.
+    let mem_single = [shim_memory(&ours, "containerd-shim-runsc-v1"), shim_memory(&go, "containerd-shim-runc-v2")];
+    for j in 0..4 {
+        let annos = pod_annotations(j + 1);
+        let a: Vec<&str> = ours_rt.iter().copied().chain(annos.iter().map(String::as_str)).collect();
+        ours.run_detached(&format!("podm{j}"), &a, &["sleep", "100000"]);
+        let b: Vec<&str> = go_rt.iter().copied().chain(annos.iter().map(String::as_str)).collect();
+        go_run(&go, &b, &format!("podm{j}"), &["sleep", "100000"], "-d");
+    }
+    thread::sleep(Duration::from_secs(2));
+    let mem_pod = [shim_memory(&ours, "containerd-shim-runsc-v1"), shim_memory(&go, "containerd-shim-runc-v2")];
+
+    // stdout: 512 MiB through ctr run vs bare runsc into a pipe.
+    let mut s: [Vec<Sample>; 3] = Default::default();
+    let dd = ["dd", "if=/dev/zero", "bs=1M", "count=512"];
+    let iters = cfg.iterations.min(5).max(1);
+    for i in 0..iters + 1 {
+        for &k in &bench::rotation(i) {
+            let id = format!("dd-{i}");
+            let mut cmd = match k {
+                0 => {
+                    let mut c = ours.ctr_cmd();
+                    c.args(["run", "--rm"]).args(&ours_rt).args([IMAGE_REF, &id]).args(dd);
+                    c
+                }
+                1 => {
+                    let mut c = go.ctr_cmd();
+                    c.args(["run", "--rm"]).args(&go_rt).args([IMAGE_REF, &id]).args(dd);
+                    c
+                }
+                _ => bare.run_cmd(&id, &dd),
+            };
+            let t = time_bytes(&mut cmd, 512 << 20);
+            if i >= 1 {
+                s[k].push(t);
+            }
+        }
+    }
+    results.insert("stdout: 512 MiB, ctr run incl. start (ms)", s.map(|v| Stats::of(&v)));
+
+    // 20 concurrent starts.
+    let mut conc = [Vec::new(), Vec::new()];
+    for round in 0..iters {
+        for &k in &bench::rotation(round)[..] {
+            if k == 2 {
+                continue;
+            }
+            let (c, rt): (&Containerd, &Vec<&str>) = if k == 0 { (&ours, &ours_rt) } else { (&go, &go_rt) };
+            let t0 = Instant::now();
+            let failures = thread::scope(|sc| {
+                let hs: Vec<_> = (0..20)
+                    .map(|j| {
+                        let id = format!("cc{round}-{j}");
+                        sc.spawn(move || {
+                            let mut a = vec!["run", "--rm"];
+                            a.extend_from_slice(rt);
+                            a.extend([IMAGE_REF, id.as_str(), "/bin/true"]);
+                            c.ctr(&a).status.success()
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join()).filter(|r| !matches!(r, Ok(true))).count()
+            });
+            conc[k].push((t0.elapsed().as_secs_f64() * 1000.0, failures));
+        }
+    }
+
+    let calls = count_runsc_calls(&ours, work.path());
+    let load_after = bench::loadavg();
+    let report = bench::Report {
+        iterations: n,
+        load_before,
+        load_after,
+        results,
+        mem_single,
+        mem_pod,
+        concurrent: conc,
+        runsc_calls_per_lifecycle: calls,
+    };
+    println!("{}", report.markdown());
+    if let Some(out) = &cfg.out {
+        fs::write(out, report.json()).expect("write results");
+        eprintln!("results written to {}", out.display());
+    }
+    bare.cleanup();
+    ours.stop_and_check();
+    go.remove_all();
+}
+
+fn pod_annotations(j: usize) -> Vec<String> {
+    let kind = if j == 1 { "sandbox" } else { "container" };
+    vec![
+        "--annotation".into(),
+        format!("io.kubernetes.cri.container-type={kind}"),
+        "--annotation".into(),
+        "io.kubernetes.cri.sandbox-id=podm0".into(),
+    ]
+}
+
+fn go_run(c: &Containerd, rt: &[&str], id: &str, cmd: &[&str], mode: &str) -> bool {
+    let mut a = vec!["run", mode];
+    a.extend_from_slice(rt);
+    a.push(IMAGE_REF);
+    a.push(id);
+    a.extend_from_slice(cmd);
+    c.ctr(&a).status.success()
+}
+
+fn time_ok(f: impl FnOnce() -> bool) -> Sample {
+    let t0 = Instant::now();
+    let ok = f();
+    Sample { ms: t0.elapsed().as_secs_f64() * 1000.0, ok }
+}
+
+fn time_bytes(cmd: &mut Command, want: u64) -> Sample {
+    let t0 = Instant::now();
+    let Ok(mut child) = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn() else {
+        return Sample { ms: 0.0, ok: false };
+    };
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    if let Some(mut out) = child.stdout.take() {
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+    }
+    let ok = child.wait().map(|s| s.success()).unwrap_or(false) && total == want;
+    Sample { ms: t0.elapsed().as_secs_f64() * 1000.0, ok }
+}
+
+fn shim_memory(c: &Containerd, binary: &str) -> Vec<bench::Mem> {
+    let sock = c.socket().to_string_lossy().into_owned();
+    pids_matching(|cmd| cmd.contains(binary) && cmd.contains(&sock))
+        .into_iter()
+        .filter_map(bench::Mem::of)
+        .collect()
+}
+
+/// Runs one lifecycle with a runsc wrapper that logs each call.
+fn count_runsc_calls(c: &Containerd, work: &Path) -> usize {
+    let log = work.join("runsc-calls.log");
+    let counter = work.join("runsc-counting");
+    fs::write(
+        &counter,
+        format!("#!/bin/sh\necho \"$*\" >> {}\nexec runsc \"$@\"\n", log.display()),
+    )
+    .expect("counter");
+    fs::set_permissions(&counter, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let cfg = work.join("count.toml");
+    fs::write(&cfg, format!("binary_name = \"{}\"\n", counter.display())).expect("cfg");
+    let out = c.run("countme", &["--runtime-config-path", cfg.to_str().unwrap_or_default()], &["/bin/true"]);
+    if !out.status.success() {
+        eprintln!("counting run failed: {}", out.err());
+    }
+    // containerd runs `shim delete` after the shim exits.
+    thread::sleep(Duration::from_secs(1));
+    fs::read_to_string(&log).map(|s| s.lines().count()).unwrap_or(0)
+}
+
+/// Bare runsc with bundles built like the test image.
+struct Bare {
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+impl Bare {
+    fn new(work: &Path) -> Bare {
+        let dir = work.join("bare");
+        let rootfs = dir.join("rootfs");
+        fs::create_dir_all(&rootfs).expect("bare dir");
+        write_busybox_rootfs(&rootfs).expect("rootfs");
+        Bare { root: work.join("bare-root"), dir }
+    }
+
+    fn bundle(&self, id: &str, args: &[&str]) -> PathBuf {
+        let b = self.dir.join(format!("b-{id}"));
+        let _ = fs::create_dir_all(&b);
+        let _ = Command::new("runsc").arg("spec").current_dir(&b).status();
+        let p = b.join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&fs::read(&p).unwrap_or_default()).unwrap_or_default();
+        spec["process"]["args"] = serde_json::json!(args);
+        spec["process"]["terminal"] = serde_json::json!(false);
+        spec["root"]["path"] = serde_json::json!(self.dir.join("rootfs"));
+        let _ = fs::write(&p, serde_json::to_vec(&spec).unwrap_or_default());
+        b
+    }
+
+    fn runsc(&self) -> Command {
+        let mut c = Command::new("runsc");
+        c.arg("--network=none").arg("--root").arg(&self.root);
+        c
+    }
+
+    fn run_cmd(&self, id: &str, args: &[&str]) -> Command {
+        let b = self.bundle(id, args);
+        let mut c = self.runsc();
+        c.args(["run", "--bundle"]).arg(b).arg(id).stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, id: &str, args: &[&str]) -> bool {
+        let mut c = self.run_cmd(id, args);
+        c.stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+    }
+
+    fn run_detached(&self, id: &str, args: &[&str]) {
+        let b = self.bundle(id, args);
+        let _ = self.runsc().args(["run", "--detach", "--bundle"]).arg(b).arg(id)
+            .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+
+    fn exec(&self, id: &str, args: &[&str]) -> bool {
+        self.runsc().arg("exec").arg(id).args(args).stdin(Stdio::null()).stdout(Stdio::null())
+            .status().map(|s| s.success()).unwrap_or(false)
+    }
+
+    fn cleanup(&self) {
+        let _ = self.runsc().args(["delete", "--force", "execbox"]).status();
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}

@@ -1,0 +1,76 @@
+//! Kill, pause/resume, metrics, checkpoint/restore.
+
+use crate::{Containerd, OutputExt};
+
+#[test]
+fn kill_term_and_kill() {
+    let c = Containerd::start();
+    c.run_detached("k1", &[], &["sleep", "1000"]);
+    c.ctr_ok(&["tasks", "kill", "-s", "SIGTERM", "k1"]);
+    c.wait_status("k1", "STOPPED");
+    let out = c.ctr(&["tasks", "delete", "k1"]);
+    assert!(out.status.success(), "{}", out.err());
+    // A stopped task: TERM/KILL are accepted, like runc's shim.
+    c.run_detached("k2", &[], &["sleep", "1000"]);
+    c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "k2"]);
+    c.wait_status("k2", "STOPPED");
+    c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "k2"]);
+    c.stop_and_check();
+}
+
+#[test]
+fn pause_resume_ps_and_metrics() {
+    let c = Containerd::start();
+    c.run_detached("p1", &[], &["sleep", "1000"]);
+    c.ctr_ok(&["tasks", "pause", "p1"]);
+    assert_eq!(c.task_status("p1").as_deref(), Some("PAUSED"));
+    c.ctr_ok(&["tasks", "resume", "p1"]);
+    assert_eq!(c.task_status("p1").as_deref(), Some("RUNNING"));
+    let ps = c.ctr_ok(&["tasks", "ps", "p1"]).out();
+    assert!(ps.lines().count() >= 2, "{ps}");
+    let m = c.ctr_ok(&["tasks", "metrics", "p1"]).out();
+    assert!(m.contains("memory.usage_in_bytes") || m.contains("memory.usage"), "{m}");
+    let usage: u64 = m
+        .lines()
+        .find(|l| l.starts_with("memory.usage_in_bytes") || l.starts_with("memory.usage "))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(usage > 0, "{m}");
+    c.stop_and_check();
+}
+
+#[test]
+fn checkpoint_then_restore_keeps_state() {
+    let c = Containerd::start();
+    // The counter lives in the sandbox's memory (a shell variable and a tmpfs
+    // file), so only a real restore can bring it back.
+    c.run_detached(
+        "ck1",
+        &["--mount", "type=tmpfs,src=tmpfs,dst=/state,options=rw"],
+        &["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /state/n; sleep 0.1; done"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let before: u64 = c
+        .ctr_ok(&["tasks", "exec", "--exec-id", "r1", "ck1", "cat", "/state/n"])
+        .out()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(before > 3);
+    c.ctr_ok(&["containers", "checkpoint", "--task", "ck1", "ckpt/ck1:1"]);
+    c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "ck1"]);
+    c.wait_status("ck1", "STOPPED");
+    c.ctr_ok(&["tasks", "delete", "ck1"]);
+    c.ctr_ok(&["containers", "delete", "ck1"]);
+    c.ctr_ok(&["containers", "restore", "--live", "ck1", "ckpt/ck1:1"]);
+    c.wait_status("ck1", "RUNNING");
+    let after: u64 = c
+        .ctr_ok(&["tasks", "exec", "--exec-id", "r2", "ck1", "cat", "/state/n"])
+        .out()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(after >= before, "restored counter {after} < checkpointed {before}");
+    c.stop_and_check();
+}

@@ -1,0 +1,40 @@
+//! Two containers in one sandbox through the CRI annotations: one shim.
+
+use std::process::Command;
+
+use crate::{Containerd, OutputExt};
+
+#[test]
+fn two_containers_one_sandbox_one_shim() {
+    let c = Containerd::start();
+    let sandbox = [
+        "--annotation",
+        "io.kubernetes.cri.container-type=sandbox",
+        "--annotation",
+        "io.kubernetes.cri.sandbox-id=pod1",
+    ];
+    let member = [
+        "--annotation",
+        "io.kubernetes.cri.container-type=container",
+        "--annotation",
+        "io.kubernetes.cri.sandbox-id=pod1",
+    ];
+    c.run_detached("pod1", &sandbox, &["sleep", "1000"]);
+    c.run_detached("app1", &member, &["sleep", "1000"]);
+    c.wait_status("app1", "RUNNING");
+    assert_eq!(c.shim_pids().len(), 1, "one shim per pod");
+    let root = format!("/run/containerd/runsc/{}", c.namespace());
+    let list = Command::new("runsc").args(["--root", &root, "list"]).output().unwrap();
+    let text = list.out();
+    assert!(text.contains("pod1") && text.contains("app1"), "{text}");
+
+    let out = c.ctr(&["tasks", "exec", "--exec-id", "x", "app1", "echo", "in-app"]);
+    assert_eq!(out.out(), "in-app\n", "{}", out.err());
+
+    c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "app1"]);
+    c.wait_status("app1", "STOPPED");
+    c.ctr_ok(&["tasks", "delete", "app1"]);
+    c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "pod1"]);
+    c.wait_status("pod1", "STOPPED");
+    c.stop_and_check();
+}

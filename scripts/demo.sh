@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs busybox under gVisor through our shim in a private containerd.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RUNSC_SHIM_DIR="$(realpath "${1:-target/release}")"
+cargo run --locked --release -q -p integration --bin demo

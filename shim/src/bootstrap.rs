@@ -1,0 +1,195 @@
+//! containerd's shim verbs: `start` (find or spawn the pod's shim server and
+//! print its address), `delete` (clean up after a container whose shim is
+//! gone) and the server itself, through containerd-shim's [`Shim`] trait.
+
+use std::{
+    io::Read,
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::Arc,
+};
+
+use async_trait::async_trait;
+use containerd_shim::{
+    api::DeleteResponse,
+    asynchronous::{publisher::RemotePublisher, ExitSignal, Shim},
+    protos::protobuf::{well_known_types::any::Any, Message},
+    Config, Flags, StartOpts,
+};
+
+use crate::{
+    cgroup, events::Events, options::Options, reaper::Reaper, runtime, service::TaskService,
+    spec, state::State,
+};
+
+type ShimResult<T> = containerd_shim::Result<T>;
+
+fn shim_err(e: impl std::fmt::Display) -> containerd_shim::Error {
+    containerd_shim::Error::Other(e.to_string())
+}
+
+/// The runsc shim.
+pub struct RunscShim {
+    exit: Arc<ExitSignal>,
+    debug: bool,
+    namespace: String,
+    id: String,
+    bundle: PathBuf,
+}
+
+#[async_trait]
+impl Shim for RunscShim {
+    type T = TaskService;
+
+    async fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        let bundle = if args.bundle.is_empty() {
+            std::env::current_dir().unwrap_or_default()
+        } else {
+            PathBuf::from(&args.bundle)
+        };
+        RunscShim {
+            exit: Arc::new(ExitSignal::default()),
+            debug: args.debug,
+            namespace: args.namespace.clone(),
+            id: args.id.clone(),
+            bundle,
+        }
+    }
+
+    async fn start_shim(&mut self, opts: StartOpts) -> ShimResult<String> {
+        start(opts, &self.bundle).map_err(shim_err)
+    }
+
+    async fn delete_shim(&mut self) -> ShimResult<DeleteResponse> {
+        delete(&self.namespace, &self.id, &self.bundle)
+            .await
+            .map_err(shim_err)
+    }
+
+    async fn wait(&mut self) {
+        self.exit.wait().await;
+    }
+
+    async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
+        crate::logging::init(self.debug);
+        // Our own pid in the first container's bundle, as containerd's shims do.
+        let _ = std::fs::write(self.bundle.join("shim.pid"), std::process::id().to_string());
+        let reaper = match Reaper::start().await {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("cannot subscribe to exits: {e}");
+                Reaper::default()
+            }
+        };
+        TaskService::new(
+            Events::new(Some(publisher), &self.namespace),
+            &self.namespace,
+            self.exit.clone(),
+            reaper,
+        )
+    }
+}
+
+/// `start`: one shim serves a whole pod, so if the pod's socket is already
+/// served, reuse it; otherwise spawn the server and print its address.
+fn start(opts: StartOpts, bundle: &Path) -> crate::Result<String> {
+    let annotations = spec::read(bundle).ok().and_then(|s| s.annotations().clone());
+    let key = spec::grouping_key(&opts.id, annotations.as_ref());
+    let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &key);
+    let socket_path = address.trim_start_matches("unix://");
+
+    if Path::new(socket_path).exists() && UnixStream::connect(socket_path).is_ok() {
+        write_address(bundle, &address)?;
+        return Ok(address);
+    }
+
+    // containerd passes the runtime options on stdin.
+    let mut raw = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut raw);
+    let options = if raw.is_empty() {
+        Options::default()
+    } else {
+        let any = Any::parse_from_bytes(&raw)
+            .map_err(|e| crate::Error::InvalidArgument(format!("decode runtime options: {e}")))?;
+        Options::from_any(Some(&any))?
+    };
+
+    let exe = std::env::current_exe().map_err(|e| crate::Error::os("find own executable", e))?;
+    let mut cmd = Command::new(exe);
+    cmd.current_dir(bundle)
+        .args(["-namespace", &opts.namespace, "-id", &opts.id])
+        .args(["-address", &opts.address, "-socket", &address])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if opts.debug {
+        cmd.arg("-debug");
+    }
+    // The server outlives this process; nothing here reaps it but init or
+    // containerd's subreaper once we exit.
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| crate::Error::os("spawn shim server", e))?;
+    if !options.shim_cgroup.is_empty() {
+        if let Err(e) = cgroup::add_pid(&options.shim_cgroup, child.id()) {
+            log::warn!("cannot move shim into cgroup {}: {e}", options.shim_cgroup);
+        }
+    }
+    runtime::adjust_oom_score(child.id());
+    // The server closes its stdout once it listens.
+    if let Some(mut out) = child.stdout.take() {
+        let mut sink = Vec::new();
+        let _ = out.read_to_end(&mut sink);
+    }
+    if let Ok(Some(status)) = child.try_wait() {
+        if !status.success() && !Path::new(socket_path).exists() {
+            return Err(crate::Error::Other(format!(
+                "shim server exited with {status} before serving {address}"
+            )));
+        }
+    }
+    write_address(bundle, &address)?;
+    Ok(address)
+}
+
+fn write_address(bundle: &Path, address: &str) -> crate::Result<()> {
+    let p = bundle.join("address");
+    std::fs::write(&p, address).map_err(|e| crate::Error::os(format!("write {}", p.display()), e))
+}
+
+/// `delete`: containerd runs this after a container's task is gone or its shim
+/// died. Force-delete the container in runsc with the binary, root and flags
+/// it was created with, unmount its rootfs, report it killed.
+async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<DeleteResponse> {
+    crate::error::validate_id("container", id)?;
+    let state = State::load(bundle).unwrap_or_else(|e| {
+        eprintln!("runsc shim delete {id}: {e}; using defaults");
+        None
+    });
+    let (options, root, flags) = match state {
+        Some(s) => (s.options, s.runsc_root, s.runsc_flags),
+        None => {
+            let o = Options::default();
+            let root = o.runsc_root(namespace);
+            (o, root, Default::default())
+        }
+    };
+    // Skip the runsc start-up when runsc holds no state for this container
+    // (the usual case: the shim already deleted it).
+    if runtime::runsc_knows(&root, id) {
+        let reaper = Reaper::start().await.unwrap_or_default();
+        let r = runtime::build_runsc(&options, &root, bundle, flags, Arc::new(reaper));
+        if let Err(e) = r
+            .delete(id, runsc::DeleteOpts { force: true })
+            .await
+        {
+            eprintln!("runsc shim delete {id}: {e}");
+        }
+    }
+    crate::mount::unmount_rootfs(bundle);
+    let mut resp = DeleteResponse::new();
+    resp.exit_status = 128 + libc::SIGKILL as u32;
+    resp.exited_at = Some(crate::convert::now()).into();
+    Ok(resp)
+}

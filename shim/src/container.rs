@@ -1,0 +1,280 @@
+//! What the shim knows about each container and process, so it answers State,
+//! Pids, Kill and Wait without asking runsc (every runsc call is a Go binary
+//! start). Port of gVisor's `proc/` state machines as one enum.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+    time::SystemTime,
+};
+
+use runsc::Runsc;
+use shim_io::ProcessIo;
+use tokio::sync::watch;
+
+use crate::{
+    cgroup::HostCgroup,
+    error::{Error, Result},
+};
+
+/// Lifecycle of an init or exec process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Created, not started.
+    Created,
+    /// Running.
+    Running,
+    /// Frozen by Pause.
+    Paused,
+    /// Exited (exit recorded).
+    Stopped,
+    /// Deleted; kept only until the last reference goes.
+    Deleted,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// Exit code or 128 + signal.
+    pub status: u32,
+    /// When it was recorded.
+    pub at: SystemTime,
+}
+
+/// The stdio paths containerd gave for a process.
+#[derive(Debug, Clone, Default)]
+pub struct StdioPaths {
+    /// stdin FIFO path or URI.
+    pub stdin: String,
+    /// stdout FIFO path or URI.
+    pub stdout: String,
+    /// stderr FIFO path or URI.
+    pub stderr: String,
+    /// Whether a pty is requested.
+    pub terminal: bool,
+}
+
+#[derive(Debug)]
+struct ProcState {
+    status: Status,
+    pid: u32,
+    internal_pid: Option<i32>,
+}
+
+/// An init or exec process.
+pub struct Process {
+    /// The container it belongs to.
+    pub container_id: String,
+    /// Exec id; empty for the init process.
+    pub exec_id: String,
+    /// Stdio as requested.
+    pub stdio: StdioPaths,
+    /// Stdio as set up.
+    pub io: ProcessIo,
+    /// The OCI process of an exec (None for init).
+    pub spec: Option<oci_spec::runtime::Process>,
+    state: Mutex<ProcState>,
+    exit: watch::Sender<Option<ExitInfo>>,
+}
+
+impl Process {
+    /// A new process in state Created.
+    pub fn new(
+        container_id: &str,
+        exec_id: &str,
+        stdio: StdioPaths,
+        io: ProcessIo,
+        spec: Option<oci_spec::runtime::Process>,
+    ) -> Self {
+        Process {
+            container_id: container_id.to_string(),
+            exec_id: exec_id.to_string(),
+            stdio,
+            io,
+            spec,
+            state: Mutex::new(ProcState {
+                status: Status::Created,
+                pid: 0,
+                internal_pid: None,
+            }),
+            exit: watch::channel(None).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ProcState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Current status.
+    pub fn status(&self) -> Status {
+        self.lock().status
+    }
+
+    /// Moves to `to` if the current status is one of `from`; otherwise says why not.
+    pub fn transition(&self, from: &[Status], to: Status) -> Result<()> {
+        let mut st = self.lock();
+        if from.contains(&st.status) {
+            st.status = to;
+            return Ok(());
+        }
+        Err(Error::FailedPrecondition(format!(
+            "{} {}: cannot move from {:?} to {:?}",
+            self.kind(),
+            self.name(),
+            st.status,
+            to
+        )))
+    }
+
+    /// Host pid (sandbox pid for init, `runsc exec` pid for execs); 0 before start.
+    pub fn pid(&self) -> u32 {
+        self.lock().pid
+    }
+
+    /// Records the host pid.
+    pub fn set_pid(&self, pid: u32) {
+        self.lock().pid = pid;
+    }
+
+    /// Pid inside the sandbox (execs).
+    pub fn internal_pid(&self) -> Option<i32> {
+        self.lock().internal_pid
+    }
+
+    /// Records the pid inside the sandbox.
+    pub fn set_internal_pid(&self, pid: Option<i32>) {
+        self.lock().internal_pid = pid;
+    }
+
+    /// The recorded exit, if any.
+    pub fn exit(&self) -> Option<ExitInfo> {
+        *self.exit.borrow()
+    }
+
+    /// Records the exit once and wakes every Wait. Returns false if an exit
+    /// was already recorded.
+    pub fn set_exited(&self, status: u32) -> bool {
+        {
+            let mut st = self.lock();
+            if self.exit.borrow().is_some() {
+                return false;
+            }
+            if st.status != Status::Deleted {
+                st.status = Status::Stopped;
+            }
+        }
+        self.exit.send_replace(Some(ExitInfo {
+            status,
+            at: SystemTime::now(),
+        }));
+        true
+    }
+
+    /// Waits until the exit is recorded (which happens after its output drained).
+    pub async fn wait(&self) -> ExitInfo {
+        let mut rx = self.exit.subscribe();
+        loop {
+            if let Some(e) = *rx.borrow_and_update() {
+                return e;
+            }
+            if rx.changed().await.is_err() {
+                // Sender lives in self, so this cannot happen while we borrow it.
+                return ExitInfo {
+                    status: 255,
+                    at: SystemTime::now(),
+                };
+            }
+        }
+    }
+
+    /// "container" or "exec", for messages.
+    pub fn kind(&self) -> &'static str {
+        if self.exec_id.is_empty() {
+            "container"
+        } else {
+            "exec"
+        }
+    }
+
+    /// The id a user knows the process by.
+    pub fn name(&self) -> String {
+        if self.exec_id.is_empty() {
+            self.container_id.clone()
+        } else {
+            format!("{}/{}", self.container_id, self.exec_id)
+        }
+    }
+}
+
+/// A container served by this shim.
+pub struct Container {
+    /// Container id.
+    pub id: String,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// runsc client with this container's flags.
+    pub runsc: Runsc,
+    /// The pod's sandbox id (the container's own id for a root container).
+    pub sandbox_id: String,
+    /// True for a pod's non-sandbox container.
+    pub sub: bool,
+    /// The init process.
+    pub init: Arc<Process>,
+    /// Exec processes by exec id.
+    pub execs: Mutex<HashMap<String, Arc<Process>>>,
+    /// Whether the shim mounted `<bundle>/rootfs`.
+    pub rootfs_mounted: bool,
+    /// Checkpoint image to restore from at Start.
+    pub restore_from: Option<String>,
+    /// The sandbox's host cgroup, found once its pid is known.
+    pub cgroup: std::sync::OnceLock<HostCgroup>,
+    /// The options it was created with.
+    pub options: crate::options::Options,
+    /// OOM kills already reported.
+    pub ooms_seen: AtomicU64,
+}
+
+impl Container {
+    /// Locks the exec table.
+    pub fn execs(&self) -> MutexGuard<'_, HashMap<String, Arc<Process>>> {
+        self.execs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The init process (empty exec id) or the named exec.
+    pub fn process(&self, exec_id: &str) -> Result<Arc<Process>> {
+        if exec_id.is_empty() {
+            return Ok(self.init.clone());
+        }
+        self.execs().get(exec_id).cloned().ok_or_else(|| {
+            Error::NotFound(format!("exec {exec_id} not found in container {}", self.id))
+        })
+    }
+
+    /// Finds the host cgroup of the sandbox pid (once).
+    pub fn set_cgroup_from_pid(&self, pid: u32) {
+        if pid == 0 || self.cgroup.get().is_some() {
+            return;
+        }
+        match HostCgroup::for_pid(pid) {
+            Ok(cg) => {
+                self.ooms_seen.store(cg.oom_kills(), Ordering::SeqCst);
+                let _ = self.cgroup.set(cg);
+            }
+            Err(e) => log::warn!("host cgroup of id={} pid={pid}: {e}", self.id),
+        }
+    }
+
+    /// True if the cgroup shows OOM kills not yet reported; marks them reported.
+    pub fn take_new_ooms(&self) -> bool {
+        let Some(cg) = self.cgroup.get() else {
+            return false;
+        };
+        let now = cg.oom_kills();
+        let before = self.ooms_seen.swap(now, Ordering::SeqCst);
+        now > before
+    }
+}

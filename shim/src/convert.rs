@@ -1,0 +1,190 @@
+//! Protobuf <-> domain conversions: timestamps, task status, metrics.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use containerd_shim::protos::{
+    cgroups::metrics as v1,
+    cgroups_v2::metrics as v2,
+    protobuf::{well_known_types::{any::Any, timestamp::Timestamp}},
+};
+
+use crate::cgroup::{HostCgroup, Mode};
+
+/// The current time as a protobuf timestamp.
+pub fn now() -> Timestamp {
+    timestamp(SystemTime::now())
+}
+
+/// A system time as a protobuf timestamp.
+pub fn timestamp(t: SystemTime) -> Timestamp {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let mut ts = Timestamp::new();
+    ts.seconds = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    ts.nanos = i32::try_from(d.subsec_nanos()).unwrap_or(0);
+    ts
+}
+
+/// Packs a message into an `Any` with containerd's type URL.
+pub fn to_any(type_url: &str, m: &dyn containerd_shim::protos::protobuf::MessageDyn) -> Any {
+    let mut a = Any::new();
+    a.type_url = type_url.to_string();
+    a.value = m.write_to_bytes_dyn().unwrap_or_default();
+    a
+}
+
+/// Metrics for Stats: runsc's per-container view where it has one (CPU
+/// share, pids) plus the sandbox's host cgroup, in the type containerd
+/// expects for the host's cgroup mode.
+pub fn metrics(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>) -> Any {
+    let mode = cg.map(HostCgroup::mode).unwrap_or_else(crate::cgroup::mode);
+    match mode {
+        Mode::V1 => to_any("io.containerd.cgroups.v1.Metrics", &metrics_v1(stats, cg)),
+        Mode::V2 => to_any("io.containerd.cgroups.v2.Metrics", &metrics_v2(stats, cg)),
+    }
+}
+
+fn metrics_v1(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>) -> v1::Metrics {
+    let mut m = v1::Metrics::new();
+    let mut cpu = v1::CPUStat::new();
+    let mut usage = v1::CPUUsage::new();
+    let mut mem = v1::MemoryStat::new();
+    let mut pids = v1::PidsStat::new();
+    if let Some(cg) = cg {
+        usage.total = cg.read_u64("cpuacct", "cpuacct.usage").unwrap_or(0);
+        usage.per_cpu = cg
+            .read("cpuacct", "cpuacct.usage_percpu")
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        let st = cg.read_keyed("cpuacct", "cpuacct.stat");
+        // USER_HZ ticks to nanoseconds.
+        usage.user = st.get("user").copied().unwrap_or(0) * 10_000_000;
+        usage.kernel = st.get("system").copied().unwrap_or(0) * 10_000_000;
+        let th = cg.read_keyed("cpu", "cpu.stat");
+        let mut t = v1::Throttle::new();
+        t.periods = th.get("nr_periods").copied().unwrap_or(0);
+        t.throttled_periods = th.get("nr_throttled").copied().unwrap_or(0);
+        t.throttled_time = th.get("throttled_time").copied().unwrap_or(0);
+        cpu.throttling = Some(t).into();
+
+        let ms = cg.read_keyed("memory", "memory.stat");
+        let g = |k: &str| ms.get(k).copied().unwrap_or(0);
+        mem.cache = g("cache");
+        mem.rss = g("rss");
+        mem.rss_huge = g("rss_huge");
+        mem.mapped_file = g("mapped_file");
+        mem.dirty = g("dirty");
+        mem.writeback = g("writeback");
+        mem.pg_fault = g("pgfault");
+        mem.pg_maj_fault = g("pgmajfault");
+        mem.inactive_anon = g("inactive_anon");
+        mem.active_anon = g("active_anon");
+        mem.inactive_file = g("inactive_file");
+        mem.active_file = g("active_file");
+        mem.unevictable = g("unevictable");
+        mem.total_cache = g("total_cache");
+        mem.total_rss = g("total_rss");
+        mem.total_inactive_file = g("total_inactive_file");
+        let entry = |prefix: &str| {
+            let mut e = v1::MemoryEntry::new();
+            e.usage = cg.read_u64("memory", &format!("{prefix}.usage_in_bytes")).unwrap_or(0);
+            e.limit = cg.read_u64("memory", &format!("{prefix}.limit_in_bytes")).unwrap_or(0);
+            e.max = cg.read_u64("memory", &format!("{prefix}.max_usage_in_bytes")).unwrap_or(0);
+            e.failcnt = cg.read_u64("memory", &format!("{prefix}.failcnt")).unwrap_or(0);
+            e
+        };
+        mem.usage = Some(entry("memory")).into();
+        mem.swap = Some(entry("memory.memsw")).into();
+        mem.kernel = Some(entry("memory.kmem")).into();
+        mem.kernel_tcp = Some(entry("memory.kmem.tcp")).into();
+        pids.current = cg.read_u64("pids", "pids.current").unwrap_or(0);
+        pids.limit = cg.read_u64("pids", "pids.max").map(|v| if v == u64::MAX { 0 } else { v }).unwrap_or(0);
+    }
+    if let Some(s) = stats {
+        if s.cpu.usage.total > 0 {
+            usage.total = s.cpu.usage.total;
+        }
+        if s.pids.current > 0 {
+            pids.current = s.pids.current;
+        }
+        if cg.is_none() {
+            let mut e = v1::MemoryEntry::new();
+            e.usage = s.memory.usage.usage;
+            e.limit = s.memory.usage.limit;
+            mem.usage = Some(e).into();
+        }
+    }
+    cpu.usage = Some(usage).into();
+    m.cpu = Some(cpu).into();
+    m.memory = Some(mem).into();
+    m.pids = Some(pids).into();
+    m
+}
+
+fn metrics_v2(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>) -> v2::Metrics {
+    let mut m = v2::Metrics::new();
+    let mut cpu = v2::CPUStat::new();
+    let mut mem = v2::MemoryStat::new();
+    let mut pids = v2::PidsStat::new();
+    if let Some(cg) = cg {
+        let st = cg.read_keyed("", "cpu.stat");
+        let g = |k: &str| st.get(k).copied().unwrap_or(0);
+        cpu.usage_usec = g("usage_usec");
+        cpu.user_usec = g("user_usec");
+        cpu.system_usec = g("system_usec");
+        cpu.nr_periods = g("nr_periods");
+        cpu.nr_throttled = g("nr_throttled");
+        cpu.throttled_usec = g("throttled_usec");
+        let ms = cg.read_keyed("", "memory.stat");
+        let g = |k: &str| ms.get(k).copied().unwrap_or(0);
+        mem.anon = g("anon");
+        mem.file = g("file");
+        mem.slab = g("slab");
+        mem.sock = g("sock");
+        mem.shmem = g("shmem");
+        mem.usage = cg.read_u64("", "memory.current").unwrap_or(0);
+        mem.usage_limit = cg.read_u64("", "memory.max").unwrap_or(0);
+        mem.swap_usage = cg.read_u64("", "memory.swap.current").unwrap_or(0);
+        mem.swap_limit = cg.read_u64("", "memory.swap.max").unwrap_or(0);
+        pids.current = cg.read_u64("", "pids.current").unwrap_or(0);
+        pids.limit = cg.read_u64("", "pids.max").map(|v| if v == u64::MAX { 0 } else { v }).unwrap_or(0);
+    }
+    if let Some(s) = stats {
+        if s.cpu.usage.total > 0 {
+            cpu.usage_usec = s.cpu.usage.total / 1000;
+        }
+        if s.pids.current > 0 {
+            pids.current = s.pids.current;
+        }
+        if cg.is_none() {
+            mem.usage = s.memory.usage.usage;
+        }
+    }
+    m.cpu = Some(cpu).into();
+    m.memory = Some(mem).into();
+    m.pids = Some(pids).into();
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_split_seconds_and_nanos() {
+        let t = UNIX_EPOCH + std::time::Duration::new(5, 7);
+        let ts = timestamp(t);
+        assert_eq!((ts.seconds, ts.nanos), (5, 7));
+    }
+
+    #[test]
+    fn metrics_type_follows_host_mode() {
+        let a = metrics(None, None);
+        let want = match crate::cgroup::mode() {
+            Mode::V1 => "io.containerd.cgroups.v1.Metrics",
+            Mode::V2 => "io.containerd.cgroups.v2.Metrics",
+        };
+        assert_eq!(a.type_url, want);
+    }
+}

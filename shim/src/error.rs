@@ -1,0 +1,186 @@
+//! The shim's one error type and the one place it becomes a ttrpc status.
+
+use containerd_shim::protos::ttrpc::{self, Code};
+
+/// Everything a task request can fail with. Variants are named after the
+/// ttrpc code containerd receives, so the mapping below is the only one.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The container, exec process or resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// An id is already taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The process is in a state that does not allow the request.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The request (ids, options, spec) is malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The request cannot be served by this shim or this runsc.
+    #[error("{0}")]
+    Unimplemented(String),
+    /// runsc failed; the message carries runsc's own error text.
+    #[error("{op}: {source}")]
+    Runsc {
+        /// What the shim was doing.
+        op: String,
+        /// The failed runsc invocation.
+        #[source]
+        source: runsc::Error,
+    },
+    /// Stdio could not be set up or relayed.
+    #[error("{op}: {source}")]
+    Io {
+        /// What the shim was doing.
+        op: String,
+        /// The underlying stdio failure.
+        #[source]
+        source: shim_io::Error,
+    },
+    /// A system call or file operation failed.
+    #[error("{op}: {source}")]
+    Os {
+        /// What the shim was doing, naming the path or id.
+        op: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Anything else, already phrased for the user.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Result alias for the shim.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps a runsc failure with what the shim was doing.
+    pub fn runsc(op: impl Into<String>, source: runsc::Error) -> Self {
+        Error::Runsc {
+            op: op.into(),
+            source,
+        }
+    }
+
+    /// Wraps a stdio failure with what the shim was doing.
+    pub fn io(op: impl Into<String>, source: shim_io::Error) -> Self {
+        Error::Io {
+            op: op.into(),
+            source,
+        }
+    }
+
+    /// Wraps an OS error with what the shim was doing.
+    pub fn os(op: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Os {
+            op: op.into(),
+            source,
+        }
+    }
+
+    /// The ttrpc code containerd should see.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::NotFound(_) => Code::NOT_FOUND,
+            Error::AlreadyExists(_) => Code::ALREADY_EXISTS,
+            Error::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
+            Error::InvalidArgument(_) => Code::INVALID_ARGUMENT,
+            Error::Unimplemented(_) => Code::UNIMPLEMENTED,
+            // runsc's words for a vanished container mean NotFound to
+            // containerd; CRI retries other codes forever.
+            Error::Runsc { source, .. } if source.is_not_found() => Code::NOT_FOUND,
+            Error::Runsc { source, .. } if matches!(source, runsc::Error::Unsupported { .. }) => {
+                Code::UNIMPLEMENTED
+            }
+            Error::Runsc { .. } | Error::Io { .. } | Error::Os { .. } | Error::Other(_) => {
+                Code::UNKNOWN
+            }
+        }
+    }
+}
+
+impl From<Error> for ttrpc::Error {
+    fn from(e: Error) -> Self {
+        ttrpc::Error::RpcStatus(ttrpc::get_status(e.code(), e.to_string()))
+    }
+}
+
+/// Checks a container or exec id before any path is built from it.
+pub fn validate_id(kind: &str, id: &str) -> Result<()> {
+    const MAX: usize = 1024;
+    let bad = id.is_empty()
+        || id.len() > MAX
+        || id == "."
+        || id == ".."
+        || id.contains('/')
+        || id.contains('\0')
+        || id.contains("..")
+        || id.chars().any(char::is_control);
+    if bad {
+        return Err(Error::InvalidArgument(format!(
+            "invalid {kind} id {id:?}: must be 1-{MAX} characters with no '/', '..', NUL or control characters"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(e: Error) -> ttrpc::Status {
+        match ttrpc::Error::from(e) {
+            ttrpc::Error::RpcStatus(s) => s,
+            other => panic!("not a status: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_variant_maps_to_its_code() {
+        let cases = [
+            (Error::NotFound("c1 not found".into()), Code::NOT_FOUND),
+            (Error::AlreadyExists("x".into()), Code::ALREADY_EXISTS),
+            (Error::FailedPrecondition("x".into()), Code::FAILED_PRECONDITION),
+            (Error::InvalidArgument("x".into()), Code::INVALID_ARGUMENT),
+            (Error::Unimplemented("x".into()), Code::UNIMPLEMENTED),
+            (Error::Other("x".into()), Code::UNKNOWN),
+            (
+                Error::os("open /x", std::io::Error::from_raw_os_error(2)),
+                Code::UNKNOWN,
+            ),
+        ];
+        for (e, code) in cases {
+            let msg = e.to_string();
+            let s = status(e);
+            assert_eq!(s.code(), code, "{msg}");
+            assert_eq!(s.message, msg);
+        }
+    }
+
+    #[test]
+    fn unsupported_runsc_subcommand_is_unimplemented() {
+        let e = Error::runsc(
+            "update c1",
+            runsc::Error::Unsupported {
+                command: "runsc".into(),
+                subcommand: "update".into(),
+            },
+        );
+        assert_eq!(status(e).code(), Code::UNIMPLEMENTED);
+    }
+
+    #[test]
+    fn ids_are_validated() {
+        for ok in ["c1", "abc-DEF_0.9", "a.b"] {
+            assert!(validate_id("container", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "../x", "a/b", "a\0b", "x..y", "a\nb"] {
+            let e = validate_id("container", bad).unwrap_err();
+            assert_eq!(e.code(), Code::INVALID_ARGUMENT, "{bad:?}");
+        }
+        assert!(validate_id("exec", &"x".repeat(2000)).is_err());
+    }
+}

@@ -1,0 +1,320 @@
+//! Runtime options as gVisor users write them: `CreateTaskRequest.options`
+//! carries `runtimeoptions.v1.Options{type_url, config_path}` pointing at a
+//! TOML file (`binary_name`, `root`, `log_path`, `log_level`, `io_uid`,
+//! `io_gid`, `shim_cgroup`, `[runsc_config]`). Port of gVisor's
+//! `pkg/shim/v1/runsc/options.go`.
+
+use std::{collections::BTreeMap, path::Path};
+
+use containerd_shim::protos::protobuf::{well_known_types::any::Any, CodedInputStream, Message};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Default runsc state root; runsc gets `<root>/<namespace>`.
+pub const DEFAULT_ROOT: &str = "/run/containerd/runsc";
+/// Default runsc binary, looked up on PATH.
+pub const DEFAULT_BINARY: &str = "runsc";
+
+/// The options a container runs with, persisted in the bundle for `delete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    /// runsc binary name or path.
+    pub binary_name: String,
+    /// runsc root base directory.
+    pub root: String,
+    /// Extra shim log file (`%ID%` substituted, trailing `/` = directory).
+    pub log_path: String,
+    /// Shim log level (`debug`, `info`, ...).
+    pub log_level: String,
+    /// Owner of the stdio pipes the shim creates.
+    pub io_uid: u32,
+    /// Group of the stdio pipes the shim creates.
+    pub io_gid: u32,
+    /// Cgroup the shim process moves itself into.
+    pub shim_cgroup: String,
+    /// Accepted for compatibility with gVisor's global config; one shim per
+    /// pod is always on here.
+    pub grouping: bool,
+    /// Accepted for compatibility; gVisor's hibernate server is not offered.
+    pub enable_hibernate_server: bool,
+    /// Flags given to every runsc call as `--key=value`.
+    pub runsc_config: BTreeMap<String, String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            binary_name: DEFAULT_BINARY.into(),
+            root: DEFAULT_ROOT.into(),
+            log_path: String::new(),
+            log_level: String::new(),
+            io_uid: 0,
+            io_gid: 0,
+            shim_cgroup: String::new(),
+            grouping: false,
+            enable_hibernate_server: false,
+            runsc_config: BTreeMap::new(),
+        }
+    }
+}
+
+/// TOML allows `debug = true`; runsc wants strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FlagValue {
+    Str(String),
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TomlOptions {
+    binary_name: String,
+    root: String,
+    log_path: String,
+    log_level: String,
+    io_uid: u32,
+    io_gid: u32,
+    shim_cgroup: String,
+    grouping: bool,
+    enable_hibernate_server: bool,
+    runsc_config: BTreeMap<String, FlagValue>,
+}
+
+impl Default for TomlOptions {
+    fn default() -> Self {
+        let d = Options::default();
+        TomlOptions {
+            binary_name: d.binary_name,
+            root: d.root,
+            log_path: d.log_path,
+            log_level: d.log_level,
+            io_uid: 0,
+            io_gid: 0,
+            shim_cgroup: d.shim_cgroup,
+            grouping: false,
+            enable_hibernate_server: false,
+            runsc_config: BTreeMap::new(),
+        }
+    }
+}
+
+impl Options {
+    /// Parses a runsc TOML config file's text; `source` names it in errors.
+    pub fn from_toml(text: &str, source: &str) -> Result<Options> {
+        let t: TomlOptions = toml::from_str(text)
+            .map_err(|e| Error::InvalidArgument(format!("invalid runsc options in {source}: {e}")))?;
+        let mut runsc_config = BTreeMap::new();
+        for (k, v) in t.runsc_config {
+            if k.is_empty() || k.starts_with('-') || k.contains('=') || k.contains(char::is_whitespace) {
+                return Err(Error::InvalidArgument(format!(
+                    "invalid runsc options in {source}: runsc_config key {k:?} is not a flag name"
+                )));
+            }
+            let v = match v {
+                FlagValue::Str(s) => s,
+                FlagValue::Bool(b) => b.to_string(),
+                FlagValue::Int(i) => i.to_string(),
+                FlagValue::Float(f) => f.to_string(),
+            };
+            runsc_config.insert(k, v);
+        }
+        let o = Options {
+            binary_name: or_default(t.binary_name, DEFAULT_BINARY),
+            root: or_default(t.root, DEFAULT_ROOT),
+            log_path: t.log_path,
+            log_level: t.log_level,
+            io_uid: t.io_uid,
+            io_gid: t.io_gid,
+            shim_cgroup: t.shim_cgroup,
+            grouping: t.grouping,
+            enable_hibernate_server: t.enable_hibernate_server,
+            runsc_config,
+        };
+        if !o.log_level.is_empty() && o.log_level.parse::<log::LevelFilter>().is_err() {
+            return Err(Error::InvalidArgument(format!(
+                "invalid runsc options in {source}: log_level {:?} is not one of trace, debug, info, warn, error, off",
+                o.log_level
+            )));
+        }
+        Ok(o)
+    }
+
+    /// Reads the options a `CreateTaskRequest` carries. No options (or no
+    /// config path) means defaults.
+    pub fn from_any(any: Option<&Any>) -> Result<Options> {
+        let Some(any) = any else {
+            return Ok(Options::default());
+        };
+        if any.type_url.is_empty() && any.value.is_empty() {
+            return Ok(Options::default());
+        }
+        let name = any.type_url.rsplit('/').next().unwrap_or_default();
+        match name {
+            "runtimeoptions.v1.Options" | "cri.runtimeoptions.v1.Options" => {
+                let (type_url, config_path) = decode_runtime_options(&any.value)?;
+                if !type_url.is_empty() && type_url != "io.containerd.runsc.v1.options" {
+                    log::warn!("runtime options type_url {type_url:?} is not io.containerd.runsc.v1.options; reading {config_path:?} anyway");
+                }
+                if config_path.is_empty() {
+                    return Ok(Options::default());
+                }
+                let text = std::fs::read_to_string(&config_path).map_err(|e| {
+                    Error::InvalidArgument(format!("cannot read runsc options file {config_path}: {e}"))
+                })?;
+                Options::from_toml(&text, &config_path)
+            }
+            "containerd.runc.v1.Options" => {
+                let o = containerd_shim::protos::shim::oci::Options::parse_from_bytes(&any.value)
+                    .map_err(|e| Error::InvalidArgument(format!("invalid {name}: {e}")))?;
+                let mut opts = Options {
+                    binary_name: or_default(o.binary_name, DEFAULT_BINARY),
+                    root: or_default(o.root, DEFAULT_ROOT),
+                    io_uid: o.io_uid,
+                    io_gid: o.io_gid,
+                    shim_cgroup: o.shim_cgroup,
+                    ..Options::default()
+                };
+                // runc's RuntimeRoot convention: a config.toml beside the root.
+                let cfg = Path::new(&opts.root).join("config.toml");
+                if let Ok(text) = std::fs::read_to_string(&cfg) {
+                    let from_file = Options::from_toml(&text, &cfg.to_string_lossy())?;
+                    opts.runsc_config = from_file.runsc_config;
+                }
+                Ok(opts)
+            }
+            _ => Err(Error::InvalidArgument(format!(
+                "unsupported runtime options type {:?}: expected runtimeoptions.v1.Options",
+                any.type_url
+            ))),
+        }
+    }
+
+    /// runsc's `--root` for a containerd namespace.
+    pub fn runsc_root(&self, namespace: &str) -> String {
+        Path::new(&self.root).join(namespace).to_string_lossy().into_owned()
+    }
+}
+
+fn or_default(s: String, d: &str) -> String {
+    if s.is_empty() {
+        d.to_string()
+    } else {
+        s
+    }
+}
+
+/// Decodes `runtimeoptions.v1.Options { string type_url = 1; string config_path = 2; }`
+/// (containerd's CRI runtime options, not shipped in the shim protos).
+fn decode_runtime_options(bytes: &[u8]) -> Result<(String, String)> {
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::InvalidArgument(format!("invalid runtimeoptions.v1.Options: {e}"))
+    };
+    let mut is = CodedInputStream::from_bytes(bytes);
+    let (mut type_url, mut config_path) = (String::new(), String::new());
+    while let Some(tag) = is.read_raw_tag_or_eof().map_err(|e| bad(&e))? {
+        match tag {
+            0x0a => type_url = is.read_string().map_err(|e| bad(&e))?,
+            0x12 => config_path = is.read_string().map_err(|e| bad(&e))?,
+            t => {
+                let wire = containerd_shim::protos::protobuf::rt::WireType::new(t & 7)
+                    .ok_or_else(|| bad(&format!("bad wire type in tag {t}")))?;
+                is.skip_field(wire).map_err(|e| bad(&e))?;
+            }
+        }
+    }
+    Ok((type_url, config_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(type_url: &str, path: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        for (tag, s) in [(0x0a_u8, type_url), (0x12, path)] {
+            if s.is_empty() {
+                continue;
+            }
+            v.push(tag);
+            v.push(s.len() as u8);
+            v.extend_from_slice(s.as_bytes());
+        }
+        v
+    }
+
+    fn any(type_url: &str, value: Vec<u8>) -> Any {
+        Any {
+            type_url: type_url.into(),
+            value,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn no_options_means_defaults() {
+        assert_eq!(Options::from_any(None).unwrap(), Options::default());
+        assert_eq!(Options::from_any(Some(&Any::default())).unwrap(), Options::default());
+    }
+
+    #[test]
+    fn reads_the_toml_file_named_by_config_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("runsc.toml");
+        std::fs::write(
+            &p,
+            r#"binary_name = "/usr/bin/runsc"
+root = "/run/x"
+log_path = "/var/log/runsc/%ID%/shim.log"
+log_level = "debug"
+io_uid = 7
+shim_cgroup = "/shims"
+[runsc_config]
+network = "none"
+debug = true
+debug-log = "/var/log/runsc/%ID%/"
+"#,
+        )
+        .unwrap();
+        // ctr --runtime-config-path leaves the inner type_url empty.
+        for inner in ["", "io.containerd.runsc.v1.options"] {
+            let a = any("runtimeoptions.v1.Options", encode(inner, p.to_str().unwrap()));
+            let o = Options::from_any(Some(&a)).unwrap();
+            assert_eq!(o.binary_name, "/usr/bin/runsc");
+            assert_eq!(o.runsc_root("k8s.io"), "/run/x/k8s.io");
+            assert_eq!(o.io_uid, 7);
+            assert_eq!(o.shim_cgroup, "/shims");
+            assert_eq!(o.runsc_config["network"], "none");
+            assert_eq!(o.runsc_config["debug"], "true");
+        }
+    }
+
+    #[test]
+    fn bad_options_name_the_problem() {
+        let cases = [
+            ("bogus_key = 1", "bogus_key"),
+            ("root = 5", "root"),
+            ("[runsc_config]\n\"--x\" = \"1\"", "--x"),
+            ("log_level = \"loud\"", "log_level"),
+            ("root = ", "invalid"),
+        ];
+        for (text, needle) in cases {
+            let e = Options::from_toml(text, "t.toml").unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{text}");
+            assert!(e.to_string().contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_type_and_missing_file_are_invalid_argument() {
+        let e = Options::from_any(Some(&any("foo.Bar", vec![]))).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)));
+        let a = any("runtimeoptions.v1.Options", encode("", "/nonexistent/runsc.toml"));
+        let e = Options::from_any(Some(&a)).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/runsc.toml"), "{e}");
+    }
+}

@@ -1,0 +1,287 @@
+//! Requests on running tasks: signals, freezing, inspection and resources.
+
+use std::sync::Arc;
+
+use containerd_shim::{
+    api,
+    protos::{
+        protobuf::Message,
+        shim::oci::{CheckpointOptions, ProcessDetails},
+    },
+};
+use runsc::{CheckpointOpts, DeleteOpts, KillOpts};
+
+use super::Service;
+use crate::{
+    container::Status,
+    convert,
+    error::{Error, Result},
+    events::{TaskCheckpointed, TaskPaused, TaskResumed},
+};
+
+const SIGKILL: u32 = libc::SIGKILL as u32;
+const SIGTERM: u32 = libc::SIGTERM as u32;
+
+impl Service {
+    pub(super) async fn kill(self: Arc<Self>, req: api::KillRequest) -> Result<api::Empty> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        let sig = req.signal;
+        let signo = i32::try_from(sig)
+            .map_err(|_| Error::InvalidArgument(format!("invalid signal {sig}")))?;
+        match p.status() {
+            // As containerd's runc shim: TERM/KILL of a finished process succeed.
+            Status::Stopped | Status::Deleted => {
+                if sig == SIGKILL || sig == SIGTERM {
+                    return Ok(api::Empty::new());
+                }
+                return Err(Error::NotFound(format!("{} {} already finished", p.kind(), p.name())));
+            }
+            Status::Created if req.exec_id.is_empty() => {
+                // runsc refuses to signal a container that never started;
+                // tear it down instead. A root container's sandbox exit is
+                // then reported by the reaper.
+                c.runsc
+                    .delete(&c.id, DeleteOpts { force: true })
+                    .await
+                    .map_err(|e| Error::runsc(format!("kill created container {}", c.id), e))?;
+                if c.sub || c.init.pid() == 0 {
+                    let init = c.init.clone();
+                    self.process_exited(&c, &init, 128 + signo).await;
+                }
+                return Ok(api::Empty::new());
+            }
+            Status::Created => {
+                return Err(Error::FailedPrecondition(format!("exec {} not started", p.name())));
+            }
+            Status::Running | Status::Paused => {}
+        }
+        let opts = KillOpts {
+            all: req.all && req.exec_id.is_empty(),
+            pid: if req.exec_id.is_empty() { None } else { p.internal_pid() },
+        };
+        c.runsc.kill(&c.id, signo, opts).await.map_err(|e| {
+            if e.is_not_found() || e.is_not_running() {
+                Error::NotFound(format!("{} {} already finished: {}", p.kind(), p.name(), e.message()))
+            } else {
+                Error::runsc(format!("kill {} {} with signal {sig}", p.kind(), p.name()), e)
+            }
+        })?;
+        Ok(api::Empty::new())
+    }
+
+    pub(super) async fn pause(&self, req: api::PauseRequest) -> Result<api::Empty> {
+        let c = self.container(&req.id)?;
+        c.init.transition(&[Status::Running], Status::Paused)?;
+        if let Err(e) = c.runsc.pause(&c.id).await {
+            let _ = c.init.transition(&[Status::Paused], Status::Running);
+            return Err(Error::runsc(format!("pause container {}", c.id), e));
+        }
+        self.events
+            .send(TaskPaused {
+                container_id: c.id.clone(),
+                ..Default::default()
+            })
+            .await;
+        Ok(api::Empty::new())
+    }
+
+    pub(super) async fn resume(&self, req: api::ResumeRequest) -> Result<api::Empty> {
+        let c = self.container(&req.id)?;
+        c.init.transition(&[Status::Paused], Status::Running)?;
+        if let Err(e) = c.runsc.resume(&c.id).await {
+            let _ = c.init.transition(&[Status::Running], Status::Paused);
+            return Err(Error::runsc(format!("resume container {}", c.id), e));
+        }
+        self.events
+            .send(TaskResumed {
+                container_id: c.id.clone(),
+                ..Default::default()
+            })
+            .await;
+        Ok(api::Empty::new())
+    }
+
+    pub(super) async fn pids(&self, req: api::PidsRequest) -> Result<api::PidsResponse> {
+        let c = self.container(&req.id)?;
+        let pids = c
+            .runsc
+            .ps(&c.id)
+            .await
+            .map_err(|e| Error::runsc(format!("list processes of {}", c.id), e))?;
+        let execs: Vec<(Option<i32>, String)> = c
+            .execs()
+            .values()
+            .map(|p| (p.internal_pid(), p.exec_id.clone()))
+            .collect();
+        let processes = pids
+            .into_iter()
+            .map(|pid| {
+                let mut info = containerd_shim::protos::types::task::ProcessInfo {
+                    pid: pid as u32,
+                    ..Default::default()
+                };
+                if let Some((_, exec_id)) = execs.iter().find(|(p, _)| *p == Some(pid)) {
+                    let d = ProcessDetails {
+                        exec_id: exec_id.clone(),
+                        ..Default::default()
+                    };
+                    info.info = Some(convert::to_any("containerd.runc.v1.ProcessDetails", &d)).into();
+                }
+                info
+            })
+            .collect();
+        Ok(api::PidsResponse {
+            processes,
+            ..Default::default()
+        })
+    }
+
+    pub(super) fn close_io(&self, req: api::CloseIORequest) -> Result<api::Empty> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        if req.stdin {
+            p.io.close_stdin();
+        }
+        Ok(api::Empty::new())
+    }
+
+    pub(super) fn resize_pty(&self, req: api::ResizePtyRequest) -> Result<api::Empty> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        if !p.stdio.terminal {
+            return Ok(api::Empty::new());
+        }
+        p.io
+            .resize(req.width, req.height)
+            .map_err(|e| Error::io(format!("resize pty of {}", p.name()), e))?;
+        Ok(api::Empty::new())
+    }
+
+    pub(super) async fn update(&self, req: api::UpdateTaskRequest) -> Result<api::Empty> {
+        let c = self.container(&req.id)?;
+        let Some(any) = req.resources.as_ref() else {
+            return Err(Error::InvalidArgument("update without resources".into()));
+        };
+        let res: oci_spec::runtime::LinuxResources = serde_json::from_slice(&any.value)
+            .map_err(|e| Error::InvalidArgument(format!("invalid resources: {e}")))?;
+        match c.runsc.update(&c.id, &res).await {
+            Ok(()) => Ok(api::Empty::new()),
+            // This runsc cannot; the sandbox's host cgroup can.
+            Err(runsc::Error::Unsupported { .. }) => {
+                let cg = c.cgroup.get().ok_or_else(|| {
+                    Error::FailedPrecondition(format!("container {} has no host cgroup", c.id))
+                })?;
+                cg.update(&res)?;
+                Ok(api::Empty::new())
+            }
+            Err(e) => Err(Error::runsc(format!("update container {}", c.id), e)),
+        }
+    }
+
+    pub(super) async fn checkpoint(&self, req: api::CheckpointTaskRequest) -> Result<api::Empty> {
+        let c = self.container(&req.id)?;
+        if c.init.status() != Status::Running {
+            return Err(Error::FailedPrecondition(format!("container {} is not running", c.id)));
+        }
+        let opts = match req.options.as_ref() {
+            Some(a) if !a.value.is_empty() => CheckpointOptions::parse_from_bytes(&a.value)
+                .map_err(|e| Error::InvalidArgument(format!("invalid checkpoint options: {e}")))?,
+            _ => CheckpointOptions::default(),
+        };
+        let image = if req.path.is_empty() { opts.image_path.clone() } else { req.path.clone() };
+        if image.is_empty() {
+            return Err(Error::InvalidArgument("checkpoint needs an image path".into()));
+        }
+        std::fs::create_dir_all(&image).map_err(|e| Error::os(format!("create {image}"), e))?;
+        c.runsc
+            .checkpoint(
+                &c.id,
+                CheckpointOpts {
+                    image_path: image.clone().into(),
+                    leave_running: !opts.exit,
+                },
+            )
+            .await
+            .map_err(|e| Error::runsc(format!("checkpoint container {} to {image}", c.id), e))?;
+        self.events
+            .send(TaskCheckpointed {
+                container_id: c.id.clone(),
+                ..Default::default()
+            })
+            .await;
+        Ok(api::Empty::new())
+    }
+
+    pub(super) async fn stats(&self, req: api::StatsRequest) -> Result<api::StatsResponse> {
+        let c = self.container(&req.id)?;
+        if !matches!(c.init.status(), Status::Running | Status::Paused) {
+            return Err(Error::FailedPrecondition(format!("cannot stat container {}: not running", c.id)));
+        }
+        let stats = match c.runsc.stats(&c.id).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::warn!("runsc stats id={}: {e}", c.id);
+                None
+            }
+        };
+        Ok(api::StatsResponse {
+            stats: Some(convert::metrics(stats.as_ref(), c.cgroup.get())).into(),
+            ..Default::default()
+        })
+    }
+
+    pub(super) fn state(&self, req: api::StateRequest) -> Result<api::StateResponse> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        let status = match p.status() {
+            Status::Created => api::Status::CREATED,
+            Status::Running => api::Status::RUNNING,
+            Status::Paused => api::Status::PAUSED,
+            Status::Stopped | Status::Deleted => api::Status::STOPPED,
+        };
+        let exit = p.exit();
+        Ok(api::StateResponse {
+            id: if req.exec_id.is_empty() { c.id.clone() } else { req.exec_id.clone() },
+            bundle: c.bundle.to_string_lossy().into_owned(),
+            pid: p.pid(),
+            status: status.into(),
+            stdin: p.stdio.stdin.clone(),
+            stdout: p.stdio.stdout.clone(),
+            stderr: p.stdio.stderr.clone(),
+            terminal: p.stdio.terminal,
+            exit_status: exit.map(|e| e.status).unwrap_or(0),
+            exited_at: exit.map(|e| convert::timestamp(e.at)).into(),
+            exec_id: req.exec_id.clone(),
+            ..Default::default()
+        })
+    }
+
+    pub(super) async fn wait(&self, req: api::WaitRequest) -> Result<api::WaitResponse> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        let e = p.wait().await;
+        Ok(api::WaitResponse {
+            exit_status: e.status,
+            exited_at: Some(convert::timestamp(e.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    pub(super) fn connect(&self, req: api::ConnectRequest) -> api::ConnectResponse {
+        let task_pid = self.container(&req.id).map(|c| c.init.pid()).unwrap_or(0);
+        api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Exits only when no container is left (one shim serves a whole pod).
+    pub(super) fn shutdown(&self) {
+        if self.containers().is_empty() {
+            self.exit.signal();
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The containerd task service. Each ttrpc method is a thin adapter over a
+//! `Service` method returning the crate's `Result`; the one error mapping
+//! lives in `error.rs`.
+//!
+//! - `lifecycle.rs`: Create, Start, Delete and exit handling.
+//! - `exec.rs`: Exec and starting exec processes.
+//! - `control.rs`: Kill, Pause, Resume, Pids, CloseIO, ResizePty, Update,
+//!   Checkpoint, Stats, State, Wait, Connect, Shutdown.
+
+mod control;
+mod exec;
+mod lifecycle;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use async_trait::async_trait;
+use containerd_shim::{
+    api,
+    asynchronous::ExitSignal,
+    protos::{shim_async::Task, ttrpc::r#async::TtrpcContext},
+    TtrpcResult,
+};
+
+use crate::{
+    container::Container,
+    error::{Error, Result},
+    events::Events,
+    reaper::Reaper,
+};
+
+/// How long output may keep flowing after a process exited (a grandchild may
+/// hold the pipe) before the exit is reported anyway.
+pub const COPY_AFTER_EXIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// State shared by all requests.
+pub struct Service {
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    events: Events,
+    namespace: String,
+    exit: Arc<ExitSignal>,
+    reaper: Reaper,
+}
+
+impl Service {
+    fn containers(&self) -> MutexGuard<'_, HashMap<String, Arc<Container>>> {
+        self.containers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn container(&self, id: &str) -> Result<Arc<Container>> {
+        self.containers()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
+    }
+}
+
+/// The ttrpc `containerd.task.v2.Task` service.
+#[derive(Clone)]
+pub struct TaskService {
+    svc: Arc<Service>,
+}
+
+impl TaskService {
+    /// A service publishing to `events`, signalling `exit` on Shutdown.
+    pub fn new(events: Events, namespace: &str, exit: Arc<ExitSignal>, reaper: Reaper) -> Self {
+        TaskService {
+            svc: Arc::new(Service {
+                containers: Mutex::new(HashMap::new()),
+                events,
+                namespace: namespace.to_string(),
+                exit,
+                reaper,
+            }),
+        }
+    }
+}
+
+fn log_req(method: &str, id: &str, exec_id: &str) {
+    log::debug!("{method} id={id} exec_id={exec_id}");
+}
+
+#[async_trait]
+impl Task for TaskService {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
+        log_req("create", &req.id, "");
+        Ok(self.svc.clone().create(req).await?)
+    }
+
+    async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
+        log_req("start", &req.id, &req.exec_id);
+        Ok(self.svc.clone().start(req).await?)
+    }
+
+    async fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
+        log_req("delete", &req.id, &req.exec_id);
+        Ok(self.svc.delete(req).await?)
+    }
+
+    async fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
+        log_req("exec", &req.id, &req.exec_id);
+        Ok(self.svc.exec(req).await?)
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
+        log_req("kill", &req.id, &req.exec_id);
+        Ok(self.svc.clone().kill(req).await?)
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+        log_req("pause", &req.id, "");
+        Ok(self.svc.pause(req).await?)
+    }
+
+    async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
+        log_req("resume", &req.id, "");
+        Ok(self.svc.resume(req).await?)
+    }
+
+    async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+        log_req("pids", &req.id, "");
+        Ok(self.svc.pids(req).await?)
+    }
+
+    async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+        log_req("close_io", &req.id, &req.exec_id);
+        Ok(self.svc.close_io(req)?)
+    }
+
+    async fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
+        log_req("resize_pty", &req.id, &req.exec_id);
+        Ok(self.svc.resize_pty(req)?)
+    }
+
+    async fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+        log_req("update", &req.id, "");
+        Ok(self.svc.update(req).await?)
+    }
+
+    async fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CheckpointTaskRequest,
+    ) -> TtrpcResult<api::Empty> {
+        log_req("checkpoint", &req.id, "");
+        Ok(self.svc.checkpoint(req).await?)
+    }
+
+    async fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+        log_req("stats", &req.id, "");
+        Ok(self.svc.stats(req).await?)
+    }
+
+    async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
+        log_req("state", &req.id, &req.exec_id);
+        Ok(self.svc.state(req)?)
+    }
+
+    async fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+        log_req("wait", &req.id, &req.exec_id);
+        Ok(self.svc.wait(req).await?)
+    }
+
+    async fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
+        log_req("connect", &req.id, "");
+        Ok(self.svc.connect(req))
+    }
+
+    async fn shutdown(&self, _ctx: &TtrpcContext, req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
+        log_req("shutdown", &req.id, "");
+        self.svc.shutdown();
+        Ok(api::Empty::new())
+    }
+}
