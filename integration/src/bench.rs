@@ -21,7 +21,11 @@ pub struct Config {
 impl Config {
     /// Parses `--iterations N --warmup N --shim-dir D --out F`.
     pub fn from_args() -> Config {
-        let mut c = Config { iterations: 20, warmup: 2, ..Default::default() };
+        let mut c = Config {
+            iterations: 20,
+            warmup: 2,
+            ..Default::default()
+        };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
         while i < args.len() {
@@ -70,7 +74,10 @@ impl Stats {
         let mut v: Vec<f64> = samples.iter().filter(|s| s.ok).map(|s| s.ms).collect();
         let failures = samples.len() - v.len();
         if v.is_empty() {
-            return Stats { failures, ..Default::default() };
+            return Stats {
+                failures,
+                ..Default::default()
+            };
         }
         v.sort_by(|a, b| a.total_cmp(b));
         let median = if v.len() % 2 == 1 {
@@ -78,7 +85,12 @@ impl Stats {
         } else {
             (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
         };
-        Stats { median, min: v[0], max: v[v.len() - 1], failures }
+        Stats {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+            failures,
+        }
     }
 }
 
@@ -112,7 +124,8 @@ impl Mem {
     /// Reads `/proc/<pid>/status` and `smaps_rollup`.
     pub fn of(pid: i32) -> Option<Mem> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
         let field = |text: &str, key: &str| -> u64 {
             text.lines()
                 .find(|l| l.starts_with(key))
@@ -120,7 +133,12 @@ impl Mem {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         };
-        Some(Mem { pid, rss: field(&status, "VmRSS:"), anon: field(&status, "RssAnon:"), pss: field(&rollup, "Pss:") })
+        Some(Mem {
+            pid,
+            rss: field(&status, "VmRSS:"),
+            anon: field(&status, "RssAnon:"),
+            pss: field(&rollup, "Pss:"),
+        })
     }
 }
 
@@ -153,7 +171,11 @@ fn ratio(a: f64, b: f64) -> String {
 }
 
 fn cell(s: &Stats) -> String {
-    let f = if s.failures > 0 { format!(" ({} failed)", s.failures) } else { String::new() };
+    let f = if s.failures > 0 {
+        format!(" ({} failed)", s.failures)
+    } else {
+        String::new()
+    };
     format!("{:.1} ({:.1}-{:.1}){f}", s.median, s.min, s.max)
 }
 
@@ -167,19 +189,34 @@ impl Report {
         for (name, [a, b, c]) in &self.results {
             o += &format!(
                 "| {name} | {} | {} | {} | {} | {} |\n",
-                cell(a), cell(b), cell(c), ratio(a.median, b.median), ratio(a.median, c.median)
+                cell(a),
+                cell(b),
+                cell(c),
+                ratio(a.median, b.median),
+                ratio(a.median, c.median)
             );
         }
         let conc: Vec<Stats> = self
             .concurrent
             .iter()
             .map(|v| {
-                let s: Vec<Sample> = v.iter().map(|(ms, f)| Sample { ms: *ms, ok: *f == 0 }).collect();
+                let s: Vec<Sample> = v
+                    .iter()
+                    .map(|(ms, f)| Sample {
+                        ms: *ms,
+                        ok: *f == 0,
+                    })
+                    .collect();
                 Stats::of(&s)
             })
             .collect();
         if let [a, b] = conc.as_slice() {
-            o += &format!("| 20 concurrent ctr run --rm (ms) | {} | {} | - | {} | - |\n", cell(a), cell(b), ratio(a.median, b.median));
+            o += &format!(
+                "| 20 concurrent ctr run --rm (ms) | {} | {} | - | {} | - |\n",
+                cell(a),
+                cell(b),
+                ratio(a.median, b.median)
+            );
         }
         let mem = |v: &Vec<Mem>| {
             let total: u64 = v.iter().map(|m| m.rss).sum();
@@ -209,11 +246,18 @@ impl Report {
     /// The JSON document.
     pub fn json(&self) -> String {
         let stats = |s: &Stats| json!({"median_ms": s.median, "min_ms": s.min, "max_ms": s.max, "failures": s.failures});
-        let mems = |v: &Vec<Mem>| v.iter().map(|m| json!({"pid": m.pid, "vmrss_kb": m.rss, "rss_anon_kb": m.anon, "pss_kb": m.pss})).collect::<Vec<_>>();
+        let mems = |v: &Vec<Mem>| {
+            v.iter().map(|m| json!({"pid": m.pid, "vmrss_kb": m.rss, "rss_anon_kb": m.anon, "pss_kb": m.pss})).collect::<Vec<_>>()
+        };
         let results: serde_json::Map<String, serde_json::Value> = self
             .results
             .iter()
-            .map(|(k, [a, b, c])| (k.to_string(), json!({"ours": stats(a), "go_shim": stats(b), "bare_runsc": stats(c)})))
+            .map(|(k, [a, b, c])| {
+                (
+                    k.to_string(),
+                    json!({"ours": stats(a), "go_shim": stats(b), "bare_runsc": stats(c)}),
+                )
+            })
             .collect();
         let v = json!({
             "iterations": self.iterations,

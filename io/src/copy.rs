@@ -283,19 +283,15 @@ pub fn output(
     Ok((w, relay))
 }
 
-/// Copy mode, stdin: `(runtime read end, shim keeper, relay)`. The relay
-/// closes the runtime's pipe when the FIFO reaches EOF, i.e. after the
-/// keeper was dropped (CloseIO) and the client closed its side.
-pub fn input(
-    path: &std::path::Path,
-    uid: u32,
-    gid: u32,
-) -> crate::Result<(OwnedFd, OwnedFd, Relay)> {
+/// stdin (both modes): `(runtime read end, relay)`. The relay copies the
+/// client's FIFO into a pipe and closes the pipe, so the process sees EOF,
+/// when the client closes its side or CloseIO finishes the relay.
+pub fn input(path: &std::path::Path, uid: u32, gid: u32) -> crate::Result<(OwnedFd, Relay)> {
     let shown = path.display().to_string();
-    let fifo = crate::fifo::open_input(path, false)?;
+    let reader = crate::fifo::open_input(path)?;
     let (r, w) = crate::fifo::pipe(&shown)?;
     crate::fifo::chown_fd(&r, uid, gid, &shown)?;
     let reg = |fd| register(fd).map_err(|e| crate::Error::io("relay stdin from", &shown, e));
-    let relay = Relay::spawn("stdin", reg(fifo.reader)?, reg(w)?, Method::Splice, false);
-    Ok((r, fifo.keeper, relay))
+    let relay = Relay::spawn("stdin", reg(reader)?, reg(w)?, Method::Splice, false);
+    Ok((r, relay))
 }

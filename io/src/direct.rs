@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::{
     copy::Relay,
     error::Result,
-    fifo::{open_input, open_output, wait_empty},
+    fifo::{open_output, wait_empty},
 };
 
 /// The shim's handle on one output destination.
@@ -68,10 +68,4 @@ pub fn output(path: &Path, name: &str) -> Result<(OwnedFd, Sink)> {
             fd: f.shim,
         },
     ))
-}
-
-/// Opens the stdin FIFO for Direct mode: `(runtime end, shim keeper)`.
-pub fn input(path: &Path) -> Result<(OwnedFd, OwnedFd)> {
-    let f = open_input(path, true)?;
-    Ok((f.reader, f.keeper))
 }

@@ -125,28 +125,23 @@ pub fn open_output(path: &Path, name: &str, for_runtime: bool) -> Result<OutputF
     Ok(OutputFifo { shim, runtime })
 }
 
-/// The two descriptors of an input (stdin) FIFO.
-#[derive(Debug)]
-pub struct InputFifo {
-    /// `O_RDONLY`: the reader (the runtime's stdin in Direct mode, the
-    /// relay's source otherwise).
-    pub reader: OwnedFd,
-    /// `O_WRONLY | O_NONBLOCK`: the shim's writer reference, closed on
-    /// CloseIO so the reader sees EOF only then.
-    pub keeper: OwnedFd,
-}
-
-/// Opens an input FIFO without blocking; `reader_blocking` clears
-/// `O_NONBLOCK` on the reader (for handing it to the runtime).
-pub fn open_input(path: &Path, reader_blocking: bool) -> Result<InputFifo> {
+/// Opens an input (stdin) FIFO for reading without blocking.
+///
+/// The shim keeps no writer of its own: the reader sees EOF once the
+/// client's writer has connected and closed again (a FIFO opened before any
+/// writer connected reports neither data nor hang-up, so relays wait), and
+/// CloseIO ends the relay once the FIFO is drained.
+pub fn open_input(path: &Path) -> Result<OwnedFd> {
     let op = "open stdin fifo";
     let reader = open_nonblock(path, OFlag::O_RDONLY, op)?;
-    let keeper = open_nonblock(path, OFlag::O_WRONLY, op)?;
-    if reader_blocking {
-        set_nonblocking(&reader, false)
-            .map_err(|e| Error::io(op, path.display().to_string(), e))?;
+    if !is_fifo(&reader).map_err(|e| Error::io(op, path.display().to_string(), e))? {
+        return Err(Error::io(
+            op,
+            path.display().to_string(),
+            io::Error::new(io::ErrorKind::InvalidInput, "not a fifo"),
+        ));
     }
-    Ok(InputFifo { reader, keeper })
+    Ok(reader)
 }
 
 /// Opens `path` for appending, creating it (0640) if missing.
@@ -198,8 +193,8 @@ mod tests {
         let w = out.runtime.unwrap();
         write(&w, b"abc").unwrap();
         assert_eq!(fionread(&out.shim).unwrap(), 3);
-        let inp = open_input(&p, true).unwrap();
-        assert!(is_fifo(&inp.reader).unwrap());
+        let inp = open_input(&p).unwrap();
+        assert!(is_fifo(&inp).unwrap());
     }
 
     #[test]

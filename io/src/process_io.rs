@@ -10,6 +10,9 @@ use std::{
 use nix::unistd::dup;
 use tokio::{sync::watch, time::Instant};
 
+/// How long CloseIO keeps forwarding what the client already wrote.
+const STDIN_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
 use crate::{
     binary::{self, BinaryLogger},
     console::{self, ConsoleSocket},
@@ -74,7 +77,6 @@ struct PendingConsole {
 #[derive(Debug, Default)]
 struct Inner {
     runtime: Option<RuntimeStdio>,
-    keeper: Option<OwnedFd>,
     outputs: Vec<Sink>,
     inputs: Vec<Relay>,
     logger: Option<BinaryLogger>,
@@ -115,9 +117,7 @@ impl ProcessIo {
             inner.console = Some(Arc::new(sock));
             let mut p = PendingConsole::default();
             if let Stdio::Fifo(path) = &stdin {
-                let f = open_input(path, false)?;
-                p.stdin = Some(f.reader);
-                inner.keeper = Some(f.keeper);
+                p.stdin = Some(open_input(path)?);
             } else if !stdin.is_none() {
                 return Err(Error::Unsupported(format!("stdin {:?}", cfg.stdin)));
             }
@@ -223,11 +223,24 @@ impl ProcessIo {
         Ok(())
     }
 
-    /// CloseIO: drops the shim's writer on the stdin FIFO so the process
-    /// sees EOF once the client has closed its side. Idempotent.
+    /// CloseIO: forwards what the client already wrote, then closes the
+    /// process's stdin so it sees EOF. Idempotent; returns at once.
     pub fn close_stdin(&self) {
-        let keeper = self.lock().keeper.take();
-        drop(keeper);
+        let inputs = std::mem::take(&mut self.lock().inputs);
+        if inputs.is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move {
+                    let deadline = Instant::now() + STDIN_FLUSH_TIMEOUT;
+                    for mut r in inputs {
+                        r.finish(deadline).await;
+                    }
+                });
+            }
+            Err(_) => drop(inputs),
+        }
     }
 
     /// Sets the pty window size (terminal mode; no-op before `started`).
@@ -282,7 +295,6 @@ impl ProcessIo {
             let ins = std::mem::take(&mut g.inputs);
             let rest = (
                 g.runtime.take(),
-                g.keeper.take(),
                 g.console.take(),
                 g.pending.take(),
                 g.master.take(),
@@ -336,19 +348,16 @@ fn open_input_side(
 ) -> Result<()> {
     match stdin {
         Stdio::None => {}
-        Stdio::Fifo(path) => match mode {
-            RelayMode::Direct => {
-                let (r, keeper) = direct::input(path)?;
-                rt.stdin = Some(r);
-                inner.keeper = Some(keeper);
-            }
-            RelayMode::Copy => {
-                let (r, keeper, relay) = copy::input(path, cfg.uid, cfg.gid)?;
-                rt.stdin = Some(r);
-                inner.keeper = Some(keeper);
-                inner.inputs.push(relay);
-            }
-        },
+        // Relayed in both modes: handing the FIFO itself to the runtime
+        // would need a shim-held writer to keep EOF away until CloseIO, and
+        // then a client that closes without CloseIO (ctr's race) would leave
+        // the process blocked forever.
+        Stdio::Fifo(path) => {
+            let _ = mode;
+            let (r, relay) = copy::input(path, cfg.uid, cfg.gid)?;
+            rt.stdin = Some(r);
+            inner.inputs.push(relay);
+        }
         _ => return Err(Error::Unsupported(format!("stdin {:?}", cfg.stdin))),
     }
     Ok(())

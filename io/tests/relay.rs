@@ -95,8 +95,10 @@ async fn same_path_for_stdout_and_stderr() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stdin_eof_only_after_close_stdin() {
+async fn stdin_eof_on_close_io_or_client_close() {
     for mode in MODES {
+        // CloseIO while the client keeps its side open: what it wrote is
+        // forwarded, then the process sees EOF.
         let dir = tempfile::tempdir().unwrap();
         let (i, o) = (fifo(dir.path(), "i"), fifo(dir.path(), "o"));
         let io = ProcessIo::open(
@@ -108,17 +110,42 @@ async fn stdin_eof_only_after_close_stdin() {
         let ro = reader(&o);
         let mut c = spawn(io.take_runtime_stdio(), &[BB, "sh", "-c", "cat; echo EOF"]).await;
         io.started().await.unwrap();
-        // The client writes and closes its side: no EOF yet (CloseIO not sent).
         let mut w = OpenOptions::new().write(true).open(&i).unwrap();
         w.write_all(b"hello\n").unwrap();
-        drop(w);
         let early = tokio::time::timeout(Duration::from_millis(500), &mut c.1).await;
-        assert!(early.is_err(), "{mode:?}: stdin EOF before close_stdin");
+        assert!(
+            early.is_err(),
+            "{mode:?}: stdin EOF while the client is attached"
+        );
         io.close_stdin();
         io.close_stdin();
         assert_eq!(wait(c).await, 0);
+        drop(w);
         io.drain(Duration::from_secs(10)).await;
         assert_eq!(ro.join().unwrap().2, b"hello\nEOF\n", "{mode:?}");
+        io.close().await;
+
+        // The client closes without CloseIO (ctr's race loses it): the
+        // process must still see EOF, not block forever.
+        let dir = tempfile::tempdir().unwrap();
+        let (i, o) = (fifo(dir.path(), "i"), fifo(dir.path(), "o"));
+        let io = ProcessIo::open(
+            cfg(i.to_str().unwrap(), o.to_str().unwrap(), "", false),
+            mode,
+        )
+        .await
+        .unwrap();
+        let ro = reader(&o);
+        let c = spawn(io.take_runtime_stdio(), &[BB, "sh", "-c", "cat; echo EOF"]).await;
+        io.started().await.unwrap();
+        // Nobody has opened the writer yet: no premature EOF.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut w = OpenOptions::new().write(true).open(&i).unwrap();
+        w.write_all(b"bye\n").unwrap();
+        drop(w);
+        assert_eq!(wait(c).await, 0);
+        io.drain(Duration::from_secs(10)).await;
+        assert_eq!(ro.join().unwrap().2, b"bye\nEOF\n", "{mode:?}");
         io.close().await;
     }
 }

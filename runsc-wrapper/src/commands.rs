@@ -245,9 +245,7 @@ impl Runsc {
             .get_or_try_init(|| async {
                 let mut cmd = std::process::Command::new(&self.command);
                 cmd.args(["help", "update"]);
-                let out = self
-                    .execute("help", "", cmd, CallIo::Capture(None))
-                    .await?;
+                let out = self.execute("help", "", cmd, CallIo::Capture(None)).await?;
                 Ok::<bool, Error>(out.status == 0)
             })
             .await

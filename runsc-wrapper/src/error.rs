@@ -101,6 +101,14 @@ fn command_message(stderr: &str, log_error: &Option<String>) -> String {
     if let Some(msg) = log_error.as_deref().filter(|m| !m.trim().is_empty()) {
         return msg.trim().to_string();
     }
+    // A Go panic ends with a stack trace; its first line says what happened.
+    if let Some(p) = stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("panic: "))
+    {
+        return format!("runsc crashed: {p}");
+    }
     stderr
         .lines()
         .rev()
@@ -196,6 +204,18 @@ mod tests {
         r#"{"msg":"loading container: file does not exist","level":"error","time":"2026-11-22T08:11:34.529747159Z"}"#,
         r#"{"msg":"trailing info","level":"info","time":"2026-11-22T08:11:34.6Z"}"#,
     );
+
+    #[test]
+    fn go_panic_names_the_panic() {
+        let e = cmd_err(
+            "panic: invalid state transition: paused => stopped\n\ngoroutine 1 [running]:\nmain.main()\n\tgvisor.dev/gvisor/runsc/main.go:23 +0x27\n",
+            None,
+        );
+        assert_eq!(
+            e.message(),
+            "runsc crashed: panic: invalid state transition: paused => stopped"
+        );
+    }
 
     fn cmd_err(stderr: &str, log_error: Option<&str>) -> Error {
         Error::Command {

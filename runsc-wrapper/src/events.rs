@@ -100,14 +100,13 @@ impl Runsc {
                     if line.trim().is_empty() {
                         continue;
                     }
-                    let item = serde_json::from_str::<Event>(&line).map_err(|source| {
-                        Error::Parse {
+                    let item =
+                        serde_json::from_str::<Event>(&line).map_err(|source| Error::Parse {
                             subcommand: "events".into(),
                             id: id.clone(),
                             output: line.clone(),
                             source,
-                        }
-                    });
+                        });
                     // A closed receiver means the stream was dropped: the
                     // child is being killed, keep draining to EOF.
                     let _ = tx.send(item).await;

@@ -296,8 +296,14 @@ mod tests {
             .log_format(LogFormat::JsonK8s)
             .config_map(BTreeMap::from([("platform".into(), "ptrace".into())]))
             .build();
-        assert_eq!(r.global_args(), ["--log-format=json-k8s", "--platform=ptrace"]);
-        let r = GlobalOpts::new().root("/r").log_format(LogFormat::Text).build();
+        assert_eq!(
+            r.global_args(),
+            ["--log-format=json-k8s", "--platform=ptrace"]
+        );
+        let r = GlobalOpts::new()
+            .root("/r")
+            .log_format(LogFormat::Text)
+            .build();
         assert_eq!(r.global_args(), ["--root=/r", "--log-format=text"]);
     }
 

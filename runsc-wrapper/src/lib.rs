@@ -38,8 +38,8 @@ pub use events::EventStream;
 pub use global::{GlobalOpts, LogFormat, Runsc, DEFAULT_COMMAND};
 pub use monitor::{describe, DefaultMonitor, Exit, ExitReceiver, LogMonitor, ProcessMonitor};
 pub use opts::{
-    CheckpointOpts, CreateOpts, DeleteOpts, EventsOpts, ExecOpts, KillOpts, RestoreOpts,
-    StartOpts, Stdio, StdioSource, WaitOpts,
+    CheckpointOpts, CreateOpts, DeleteOpts, EventsOpts, ExecOpts, KillOpts, RestoreOpts, StartOpts,
+    Stdio, StdioSource, WaitOpts,
 };
 pub use paths::{emitted_paths, format_runsc_paths, format_shim_log_path, PATH_KEYS};
 pub use types::{

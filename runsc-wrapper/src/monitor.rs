@@ -7,8 +7,7 @@
 //! a receiver that cannot miss it.
 
 use std::{
-    fmt,
-    io,
+    fmt, io,
     process::{Child, Command},
     sync::Arc,
     time::{Instant, SystemTime},
@@ -40,9 +39,8 @@ pub trait ProcessMonitor: Send + Sync + fmt::Debug {
 
     /// Waits for the exit announced on `rx`.
     async fn wait(&self, child: &Child, rx: ExitReceiver) -> io::Result<Exit> {
-        rx.await.map_err(|_| {
-            io::Error::other(format!("exit of pid {} was never reported", child.id()))
-        })
+        rx.await
+            .map_err(|_| io::Error::other(format!("exit of pid {} was never reported", child.id())))
     }
 }
 

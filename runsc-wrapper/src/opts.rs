@@ -42,7 +42,9 @@ pub struct Stdio {
 impl Stdio {
     /// Applies the three streams to `cmd`, consuming them.
     pub(crate) fn apply(self, cmd: &mut process::Command) {
-        cmd.stdin(self.stdin).stdout(self.stdout).stderr(self.stderr);
+        cmd.stdin(self.stdin)
+            .stdout(self.stdout)
+            .stderr(self.stderr);
     }
 }
 

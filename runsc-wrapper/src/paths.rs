@@ -83,6 +83,8 @@ pub fn format_shim_log_path(path: &str, id: &str) -> PathBuf {
 mod tests {
     use super::*;
 
+    type Pairs = &'static [(&'static str, &'static str)];
+
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
@@ -92,7 +94,7 @@ mod tests {
 
     #[test]
     fn runsc_paths_table() {
-        let cases: &[(&[(&str, &str)], &[(&str, &str)])] = &[
+        let cases: &[(Pairs, Pairs)] = &[
             (&[], &[]),
             (
                 &[("log", "/l/%ID%/runsc.log")],
@@ -122,13 +124,17 @@ mod tests {
 
     #[test]
     fn emitted_paths_table() {
-        let cases: &[(&[(&str, &str)], &[&str])] = &[
+        let cases: &[(Pairs, &[&str])] = &[
             (&[], &[]),
             (&[("log", "/a/b/c.log")], &["/a/b"]),
             (&[("debug-log", "/d/")], &["/d/"]),
             (&[("platform", "/x/y"), ("log", "rel.log")], &[]),
             (
-                &[("log", "/a/x.log"), ("panic-log", "/a/y.log"), ("trace", "/t/")],
+                &[
+                    ("log", "/a/x.log"),
+                    ("panic-log", "/a/y.log"),
+                    ("trace", "/t/"),
+                ],
                 &["/a", "/t/"],
             ),
         ];

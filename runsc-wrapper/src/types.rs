@@ -246,7 +246,8 @@ mod tests {
     const STOPPED: &str = r#"{"ociVersion":"1.0.2-dev","id":"rwcr6537","status":"stopped","pid":-1,"bundle":"/tmp/exp/b"}"#;
     const STATS: &str = r#"{"type":"stats","id":"rwexp6537","data":{"cpu":{"usage":{"total":121628113}},"memory":{"usage":{"limit":0,"usage":2551808,"failcnt":0},"swap":{"limit":0,"failcnt":0},"kernel":{"limit":0,"failcnt":0},"kernelTCP":{"limit":0,"failcnt":0}},"pids":{"current":2}}}"#;
     const WAIT: &str = r#"{"id":"rwcr6537r","exitStatus":137}"#;
-    const TABLE: &str = "UID       PID       PPID      C         TTY       STIME     TIME      CMD\n\
+    const TABLE: &str =
+        "UID       PID       PPID      C         TTY       STIME     TIME      CMD\n\
 0         1         0         0         ?         08:11     0s        sh\n\
 0         2         1         14        ?         08:11     10ms      sleep 100\n";
 

@@ -1,5 +1,6 @@
 //! End-to-end tests against the real `/usr/bin/runsc` (0.0~20221219, ptrace).
 //! They need root and never skip: a missing prerequisite is a failure.
+#![allow(clippy::unwrap_used)]
 
 use std::{
     fs,
@@ -131,7 +132,11 @@ async fn lifecycle() {
         ..Default::default()
     };
     r.create(&id, bundle.path(), opts).await.unwrap();
-    let sandbox_pid: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let sandbox_pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(sandbox_pid > 0);
     assert_eq!(r.state(&id).await.unwrap().status, Status::Created);
     r.start(&id, StartOpts::default()).await.unwrap();
@@ -160,10 +165,21 @@ async fn lifecycle() {
         internal_pid_file: Some(internal_pid.clone()),
         ..Default::default()
     };
-    let code = r.exec(&id, &process(&["sleep", "100"]), opts).await.unwrap();
+    let code = r
+        .exec(&id, &process(&["sleep", "100"]), opts)
+        .await
+        .unwrap();
     assert_eq!(code, 0);
-    let host: i32 = fs::read_to_string(&host_pid).unwrap().trim().parse().unwrap();
-    let internal: i32 = fs::read_to_string(&internal_pid).unwrap().trim().parse().unwrap();
+    let host: i32 = fs::read_to_string(&host_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let internal: i32 = fs::read_to_string(&internal_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(host > 0 && internal > 1, "host {host} internal {internal}");
     assert!(r.ps(&id).await.unwrap().contains(&internal));
     // The detached exec is waited on by a `runsc exec` child on the host.
@@ -179,13 +195,18 @@ async fn lifecycle() {
         tokio::spawn(async move { r.wait(&id, WaitOpts::default()).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    r.kill(&id, libc::SIGKILL, KillOpts::default()).await.unwrap();
+    r.kill(&id, libc::SIGKILL, KillOpts::default())
+        .await
+        .unwrap();
     assert_eq!(waiter.await.unwrap().unwrap(), 137);
     let st = r.state(&id).await.unwrap();
     assert_eq!(st.status, Status::Stopped);
 
     // What a shim sees when it signals a stopped sandbox.
-    let err = r.kill(&id, libc::SIGKILL, KillOpts::default()).await.unwrap_err();
+    let err = r
+        .kill(&id, libc::SIGKILL, KillOpts::default())
+        .await
+        .unwrap_err();
     assert!(err.is_not_running(), "{err}");
     assert!(err.to_string().contains("sandbox is not running"), "{err}");
 
@@ -206,10 +227,13 @@ async fn checkpoint_and_restore_keep_state() {
     .unwrap();
     bundle
         .edit_spec(|spec| {
-            spec["mounts"].as_array_mut().unwrap().push(serde_json::json!({
-                "destination": "/data", "type": "tmpfs", "source": "tmpfs",
-                "options": ["nosuid", "nodev"]
-            }))
+            spec["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                    "destination": "/data", "type": "tmpfs", "source": "tmpfs",
+                    "options": ["nosuid", "nodev"]
+                }))
         })
         .unwrap();
     let id = env.id("ckpt");
@@ -242,7 +266,9 @@ async fn checkpoint_and_restore_keep_state() {
     assert_eq!(code, 0);
     let after: u64 = after.trim().parse().unwrap();
     assert!(after >= before, "before {before} after {after}");
-    r.delete(&restored, DeleteOpts { force: true }).await.unwrap();
+    r.delete(&restored, DeleteOpts { force: true })
+        .await
+        .unwrap();
     r.delete(&id, DeleteOpts::default()).await.unwrap();
 }
 
@@ -300,7 +326,10 @@ async fn errors_carry_runsc_text() {
         panic!("{err:?}")
     };
     assert_eq!((subcommand.as_str(), *status), ("create", 128));
-    assert!(log_error.as_deref().unwrap_or("").contains("config.json"), "{err}");
+    assert!(
+        log_error.as_deref().unwrap_or("").contains("config.json"),
+        "{err}"
+    );
 
     // Without --network=none in the host netns: runsc 20221219 accepts the
     // create and refuses at start.

@@ -19,8 +19,8 @@ use containerd_shim::{
 };
 
 use crate::{
-    cgroup, events::Events, options::Options, reaper::Reaper, runtime, service::TaskService,
-    spec, state::State,
+    cgroup, events::Events, options::Options, reaper::Reaper, runtime, service::TaskService, spec,
+    state::State,
 };
 
 type ShimResult<T> = containerd_shim::Result<T>;
@@ -94,7 +94,9 @@ impl Shim for RunscShim {
 /// `start`: one shim serves a whole pod, so if the pod's socket is already
 /// served, reuse it; otherwise spawn the server and print its address.
 fn start(opts: StartOpts, bundle: &Path) -> crate::Result<String> {
-    let annotations = spec::read(bundle).ok().and_then(|s| s.annotations().clone());
+    let annotations = spec::read(bundle)
+        .ok()
+        .and_then(|s| s.annotations().clone());
     let key = spec::grouping_key(&opts.id, annotations.as_ref());
     let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &key);
     let socket_path = address.trim_start_matches("unix://");
@@ -180,10 +182,7 @@ async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<Delet
     if runtime::runsc_knows(&root, id) {
         let reaper = Reaper::start().await.unwrap_or_default();
         let r = runtime::build_runsc(&options, &root, bundle, flags, Arc::new(reaper));
-        if let Err(e) = r
-            .delete(id, runsc::DeleteOpts { force: true })
-            .await
-        {
+        if let Err(e) = r.delete(id, runsc::DeleteOpts { force: true }).await {
             eprintln!("runsc shim delete {id}: {e}");
         }
     }

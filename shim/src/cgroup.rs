@@ -45,8 +45,7 @@ impl HostCgroup {
     /// The cgroup of `pid` (the sandbox process).
     pub fn for_pid(pid: u32) -> Result<HostCgroup> {
         let path = format!("/proc/{pid}/cgroup");
-        let text =
-            fs::read_to_string(&path).map_err(|e| Error::os(format!("read {path}"), e))?;
+        let text = fs::read_to_string(&path).map_err(|e| Error::os(format!("read {path}"), e))?;
         Ok(Self::parse(mode(), &text))
     }
 
@@ -67,7 +66,11 @@ impl HostCgroup {
                     for c in ctrls.split(',') {
                         let c = c.trim_start_matches("name=");
                         let joined = Path::new(ROOT).join(ctrls);
-                        let base = if joined.exists() { joined } else { Path::new(ROOT).join(c) };
+                        let base = if joined.exists() {
+                            joined
+                        } else {
+                            Path::new(ROOT).join(c)
+                        };
                         dirs.insert(c.to_string(), base.join(rel));
                     }
                 }
@@ -178,14 +181,24 @@ impl HostCgroup {
             }
         }
         if let Some(p) = r.pids() {
-            let v = if p.limit() > 0 { p.limit().to_string() } else { "max".into() };
+            let v = if p.limit() > 0 {
+                p.limit().to_string()
+            } else {
+                "max".into()
+            };
             self.write("pids", "pids.max", &v)?;
         }
         Ok(())
     }
 
     fn update_v2(&self, r: &LinuxResources) -> Result<()> {
-        let max = |v: i64| if v < 0 { "max".to_string() } else { v.to_string() };
+        let max = |v: i64| {
+            if v < 0 {
+                "max".to_string()
+            } else {
+                v.to_string()
+            }
+        };
         if let Some(m) = r.memory() {
             if let Some(l) = m.limit() {
                 self.write("", "memory.max", &max(l))?;
@@ -237,14 +250,18 @@ pub fn add_pid(path: &str, pid: u32) -> Result<()> {
     };
     let mut done = false;
     for dir in targets {
-        if fs::create_dir_all(&dir).is_ok() && fs::write(dir.join("cgroup.procs"), pid.to_string()).is_ok() {
+        if fs::create_dir_all(&dir).is_ok()
+            && fs::write(dir.join("cgroup.procs"), pid.to_string()).is_ok()
+        {
             done = true;
         }
     }
     if done {
         Ok(())
     } else {
-        Err(Error::Other(format!("no cgroup hierarchy accepted pid {pid} into {path}")))
+        Err(Error::Other(format!(
+            "no cgroup hierarchy accepted pid {pid} into {path}"
+        )))
     }
 }
 
@@ -256,10 +273,19 @@ mod tests {
     fn parses_v1_and_v2_proc_cgroup() {
         let v1 = "12:memory:/default/c1\n4:pids:/default/c1\n1:name=systemd:/x\n";
         let cg = HostCgroup::parse(Mode::V1, v1);
-        assert_eq!(cg.dir("memory").unwrap(), Path::new("/sys/fs/cgroup/memory/default/c1"));
-        assert_eq!(cg.dir("pids").unwrap(), Path::new("/sys/fs/cgroup/pids/default/c1"));
+        assert_eq!(
+            cg.dir("memory").unwrap(),
+            Path::new("/sys/fs/cgroup/memory/default/c1")
+        );
+        assert_eq!(
+            cg.dir("pids").unwrap(),
+            Path::new("/sys/fs/cgroup/pids/default/c1")
+        );
         let v2 = "0::/kubepods/pod1/c1\n";
         let cg = HostCgroup::parse(Mode::V2, v2);
-        assert_eq!(cg.dir("memory").unwrap(), Path::new("/sys/fs/cgroup/kubepods/pod1/c1"));
+        assert_eq!(
+            cg.dir("memory").unwrap(),
+            Path::new("/sys/fs/cgroup/kubepods/pod1/c1")
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use containerd_shim::protos::{
     cgroups::metrics as v1,
     cgroups_v2::metrics as v2,
-    protobuf::{well_known_types::{any::Any, timestamp::Timestamp}},
+    protobuf::well_known_types::{any::Any, timestamp::Timestamp},
 };
 
 use crate::cgroup::{HostCgroup, Mode};
@@ -88,10 +88,18 @@ fn metrics_v1(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>) -> v1::Metr
         mem.total_inactive_file = g("total_inactive_file");
         let entry = |prefix: &str| {
             let mut e = v1::MemoryEntry::new();
-            e.usage = cg.read_u64("memory", &format!("{prefix}.usage_in_bytes")).unwrap_or(0);
-            e.limit = cg.read_u64("memory", &format!("{prefix}.limit_in_bytes")).unwrap_or(0);
-            e.max = cg.read_u64("memory", &format!("{prefix}.max_usage_in_bytes")).unwrap_or(0);
-            e.failcnt = cg.read_u64("memory", &format!("{prefix}.failcnt")).unwrap_or(0);
+            e.usage = cg
+                .read_u64("memory", &format!("{prefix}.usage_in_bytes"))
+                .unwrap_or(0);
+            e.limit = cg
+                .read_u64("memory", &format!("{prefix}.limit_in_bytes"))
+                .unwrap_or(0);
+            e.max = cg
+                .read_u64("memory", &format!("{prefix}.max_usage_in_bytes"))
+                .unwrap_or(0);
+            e.failcnt = cg
+                .read_u64("memory", &format!("{prefix}.failcnt"))
+                .unwrap_or(0);
             e
         };
         mem.usage = Some(entry("memory")).into();
@@ -99,7 +107,10 @@ fn metrics_v1(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>) -> v1::Metr
         mem.kernel = Some(entry("memory.kmem")).into();
         mem.kernel_tcp = Some(entry("memory.kmem.tcp")).into();
         pids.current = cg.read_u64("pids", "pids.current").unwrap_or(0);
-        pids.limit = cg.read_u64("pids", "pids.max").map(|v| if v == u64::MAX { 0 } else { v }).unwrap_or(0);
+        pids.limit = cg
+            .read_u64("pids", "pids.max")
+            .map(|v| if v == u64::MAX { 0 } else { v })
+            .unwrap_or(0);
     }
     if let Some(s) = stats {
         if s.cpu.usage.total > 0 {
@@ -148,7 +159,10 @@ fn metrics_v2(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>) -> v2::Metr
         mem.swap_usage = cg.read_u64("", "memory.swap.current").unwrap_or(0);
         mem.swap_limit = cg.read_u64("", "memory.swap.max").unwrap_or(0);
         pids.current = cg.read_u64("", "pids.current").unwrap_or(0);
-        pids.limit = cg.read_u64("", "pids.max").map(|v| if v == u64::MAX { 0 } else { v }).unwrap_or(0);
+        pids.limit = cg
+            .read_u64("", "pids.max")
+            .map(|v| if v == u64::MAX { 0 } else { v })
+            .unwrap_or(0);
     }
     if let Some(s) = stats {
         if s.cpu.usage.total > 0 {

@@ -143,7 +143,10 @@ mod tests {
         let cases = [
             (Error::NotFound("c1 not found".into()), Code::NOT_FOUND),
             (Error::AlreadyExists("x".into()), Code::ALREADY_EXISTS),
-            (Error::FailedPrecondition("x".into()), Code::FAILED_PRECONDITION),
+            (
+                Error::FailedPrecondition("x".into()),
+                Code::FAILED_PRECONDITION,
+            ),
             (Error::InvalidArgument("x".into()), Code::INVALID_ARGUMENT),
             (Error::Unimplemented("x".into()), Code::UNIMPLEMENTED),
             (Error::Other("x".into()), Code::UNKNOWN),

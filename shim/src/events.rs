@@ -4,11 +4,7 @@
 
 use std::sync::Arc;
 
-use containerd_shim::{
-    event::Event,
-    protos::protobuf::MessageDyn,
-    publisher::RemotePublisher,
-};
+use containerd_shim::{event::Event, protos::protobuf::MessageDyn, publisher::RemotePublisher};
 
 /// Publishes events for one containerd namespace.
 #[derive(Clone)]

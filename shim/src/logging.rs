@@ -38,7 +38,11 @@ pub fn init(debug: bool) {
             .ok()
             .and_then(|l| l.parse().ok())
             .unwrap_or(LevelFilter::Info);
-        log::set_max_level(if debug { level.max(LevelFilter::Debug) } else { level });
+        log::set_max_level(if debug {
+            level.max(LevelFilter::Debug)
+        } else {
+            level
+        });
     }
 }
 

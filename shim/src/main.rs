@@ -4,7 +4,10 @@ use containerd_shim_runsc::{bootstrap::RunscShim, RUNTIME_NAME};
 
 fn main() {
     // One thread: a shim mostly waits; this keeps its memory small.
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{RUNTIME_NAME}: cannot start runtime: {e}");

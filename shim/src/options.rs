@@ -106,11 +106,16 @@ impl Default for TomlOptions {
 impl Options {
     /// Parses a runsc TOML config file's text; `source` names it in errors.
     pub fn from_toml(text: &str, source: &str) -> Result<Options> {
-        let t: TomlOptions = toml::from_str(text)
-            .map_err(|e| Error::InvalidArgument(format!("invalid runsc options in {source}: {e}")))?;
+        let t: TomlOptions = toml::from_str(text).map_err(|e| {
+            Error::InvalidArgument(format!("invalid runsc options in {source}: {e}"))
+        })?;
         let mut runsc_config = BTreeMap::new();
         for (k, v) in t.runsc_config {
-            if k.is_empty() || k.starts_with('-') || k.contains('=') || k.contains(char::is_whitespace) {
+            if k.is_empty()
+                || k.starts_with('-')
+                || k.contains('=')
+                || k.contains(char::is_whitespace)
+            {
                 return Err(Error::InvalidArgument(format!(
                     "invalid runsc options in {source}: runsc_config key {k:?} is not a flag name"
                 )));
@@ -164,7 +169,9 @@ impl Options {
                     return Ok(Options::default());
                 }
                 let text = std::fs::read_to_string(&config_path).map_err(|e| {
-                    Error::InvalidArgument(format!("cannot read runsc options file {config_path}: {e}"))
+                    Error::InvalidArgument(format!(
+                        "cannot read runsc options file {config_path}: {e}"
+                    ))
                 })?;
                 Options::from_toml(&text, &config_path)
             }
@@ -196,7 +203,10 @@ impl Options {
 
     /// runsc's `--root` for a containerd namespace.
     pub fn runsc_root(&self, namespace: &str) -> String {
-        Path::new(&self.root).join(namespace).to_string_lossy().into_owned()
+        Path::new(&self.root)
+            .join(namespace)
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -258,7 +268,10 @@ mod tests {
     #[test]
     fn no_options_means_defaults() {
         assert_eq!(Options::from_any(None).unwrap(), Options::default());
-        assert_eq!(Options::from_any(Some(&Any::default())).unwrap(), Options::default());
+        assert_eq!(
+            Options::from_any(Some(&Any::default())).unwrap(),
+            Options::default()
+        );
     }
 
     #[test]
@@ -282,7 +295,10 @@ debug-log = "/var/log/runsc/%ID%/"
         .unwrap();
         // ctr --runtime-config-path leaves the inner type_url empty.
         for inner in ["", "io.containerd.runsc.v1.options"] {
-            let a = any("runtimeoptions.v1.Options", encode(inner, p.to_str().unwrap()));
+            let a = any(
+                "runtimeoptions.v1.Options",
+                encode(inner, p.to_str().unwrap()),
+            );
             let o = Options::from_any(Some(&a)).unwrap();
             assert_eq!(o.binary_name, "/usr/bin/runsc");
             assert_eq!(o.runsc_root("k8s.io"), "/run/x/k8s.io");
@@ -313,7 +329,10 @@ debug-log = "/var/log/runsc/%ID%/"
     fn unknown_type_and_missing_file_are_invalid_argument() {
         let e = Options::from_any(Some(&any("foo.Bar", vec![]))).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)));
-        let a = any("runtimeoptions.v1.Options", encode("", "/nonexistent/runsc.toml"));
+        let a = any(
+            "runtimeoptions.v1.Options",
+            encode("", "/nonexistent/runsc.toml"),
+        );
         let e = Options::from_any(Some(&a)).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/runsc.toml"), "{e}");
     }

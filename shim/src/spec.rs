@@ -61,16 +61,27 @@ mod tests {
     use super::*;
 
     fn ann(kv: &[(&str, &str)]) -> HashMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn grouping_prefers_cri_then_crio_then_id() {
         assert_eq!(grouping_key("c1", None), "c1");
-        assert_eq!(grouping_key("c1", Some(&ann(&[(SANDBOX_ID, "pod")]))), "pod");
-        assert_eq!(grouping_key("c1", Some(&ann(&[(CRIO_SANDBOX_ID, "p2")]))), "p2");
         assert_eq!(
-            grouping_key("c1", Some(&ann(&[(SANDBOX_ID, "a"), (CRIO_SANDBOX_ID, "b")]))),
+            grouping_key("c1", Some(&ann(&[(SANDBOX_ID, "pod")]))),
+            "pod"
+        );
+        assert_eq!(
+            grouping_key("c1", Some(&ann(&[(CRIO_SANDBOX_ID, "p2")]))),
+            "p2"
+        );
+        assert_eq!(
+            grouping_key(
+                "c1",
+                Some(&ann(&[(SANDBOX_ID, "a"), (CRIO_SANDBOX_ID, "b")]))
+            ),
             "a"
         );
         assert_eq!(grouping_key("c1", Some(&ann(&[(SANDBOX_ID, "")]))), "c1");
@@ -79,9 +90,18 @@ mod tests {
     #[test]
     fn sub_container_detection() {
         assert!(!is_sub_container(None));
-        assert!(!is_sub_container(Some(&ann(&[(CONTAINER_TYPE, "sandbox")]))));
-        assert!(is_sub_container(Some(&ann(&[(CONTAINER_TYPE, "container")]))));
-        assert!(is_sub_container(Some(&ann(&[(CRIO_CONTAINER_TYPE, "container")]))));
+        assert!(!is_sub_container(Some(&ann(&[(
+            CONTAINER_TYPE,
+            "sandbox"
+        )]))));
+        assert!(is_sub_container(Some(&ann(&[(
+            CONTAINER_TYPE,
+            "container"
+        )]))));
+        assert!(is_sub_container(Some(&ann(&[(
+            CRIO_CONTAINER_TYPE,
+            "container"
+        )]))));
     }
 
     #[test]

@@ -17,8 +17,30 @@ pub const BUSYBOX: &str = "/bin/busybox";
 
 /// Applets linked into `rootfs/bin`.
 pub const APPLETS: &[&str] = &[
-    "sh", "echo", "cat", "sleep", "true", "false", "ls", "dd", "wc", "env", "pwd", "id", "date",
-    "seq", "head", "tail", "mkdir", "kill", "ps", "grep", "md5sum", "sha256sum", "yes", "mount",
+    "sh",
+    "echo",
+    "cat",
+    "sleep",
+    "true",
+    "false",
+    "ls",
+    "dd",
+    "wc",
+    "env",
+    "pwd",
+    "id",
+    "date",
+    "seq",
+    "head",
+    "tail",
+    "mkdir",
+    "kill",
+    "ps",
+    "grep",
+    "md5sum",
+    "sha256sum",
+    "yes",
+    "mount",
     "hostname",
 ];
 

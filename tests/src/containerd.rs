@@ -29,6 +29,23 @@ pub struct Containerd {
     sockets_before: BTreeSet<String>,
 }
 
+/// A namespace no other test (or earlier run) uses: runsc keeps its state
+/// under `/run/containerd/runsc/<namespace>`.
+fn unique_namespace() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "t{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// runsc's state root for a namespace under the shim's default root.
+pub fn runsc_root(namespace: &str) -> PathBuf {
+    Path::new("/run/containerd/runsc").join(namespace)
+}
+
 /// Panics unless the test runs as root with containerd, ctr and runsc on PATH.
 pub fn require_e2e() {
     assert!(
@@ -145,7 +162,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             dir,
             child: Some(child),
             socket,
-            namespace: "rstest".into(),
+            namespace: unique_namespace(),
             sockets_before,
         };
         c.wait_ready();
@@ -224,7 +241,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     /// Pids of shim processes serving this containerd.
     pub fn shim_pids(&self) -> Vec<i32> {
         pids_matching(|cmd| {
-            cmd.contains("containerd-shim-runsc-v1") && cmd.contains(&*self.socket.to_string_lossy())
+            cmd.contains("containerd-shim-runsc-v1")
+                && cmd.contains(&*self.socket.to_string_lossy())
         })
     }
 
@@ -247,6 +265,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         }
         for s in list_sockets().difference(&self.sockets_before) {
             out.push(format!("socket {SOCKET_DIR}/{s}"));
+        }
+        let root = runsc_root(&self.namespace);
+        let root_s = root.to_string_lossy().into_owned();
+        for pid in pids_matching(|cmd| cmd.contains("runsc") && cmd.contains(&root_s)) {
+            out.push(format!("runsc process {pid}"));
+        }
+        if let Ok(rd) = fs::read_dir(&root) {
+            for e in rd.flatten() {
+                out.push(format!("runsc state {}", e.path().display()));
+            }
         }
         for m in mounts_under(self.dir.path()) {
             if !m.contains("/snapshots/") {
@@ -293,7 +321,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        let root = self.dir.path().to_string_lossy().into_owned();
+        let root = runsc_root(&self.namespace).to_string_lossy().into_owned();
         for pid in pids_matching(|cmd| cmd.contains("runsc") && cmd.contains(&root)) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -308,6 +336,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         for s in list_sockets().difference(&self.sockets_before) {
             let _ = fs::remove_file(Path::new(SOCKET_DIR).join(s));
         }
+        let _ = fs::remove_dir_all(runsc_root(&self.namespace));
     }
 }
 
@@ -421,6 +450,9 @@ impl Containerd {
             }
             thread::sleep(Duration::from_millis(50));
         }
-        panic!("task {id} never reached {status}: {:?}", self.task_status(id));
+        panic!(
+            "task {id} never reached {status}: {:?}",
+            self.task_status(id)
+        );
     }
 }

@@ -16,9 +16,41 @@ pub const IMAGE_REF: &str = "docker.io/library/busybox:latest";
 
 /// Applets linked to `/bin/busybox` in the image.
 pub const APPLETS: &[&str] = &[
-    "sh", "echo", "cat", "sleep", "true", "false", "ls", "dd", "wc", "env", "pwd", "id", "date",
-    "seq", "head", "tail", "mkdir", "kill", "ps", "grep", "md5sum", "sha256sum", "yes", "mount",
-    "hostname", "stty", "tty", "printf", "test", "rm", "touch", "ip", "ifconfig", "cut", "tr",
+    "sh",
+    "echo",
+    "cat",
+    "sleep",
+    "true",
+    "false",
+    "ls",
+    "dd",
+    "wc",
+    "env",
+    "pwd",
+    "id",
+    "date",
+    "seq",
+    "head",
+    "tail",
+    "mkdir",
+    "kill",
+    "ps",
+    "grep",
+    "md5sum",
+    "sha256sum",
+    "yes",
+    "mount",
+    "hostname",
+    "stty",
+    "tty",
+    "printf",
+    "test",
+    "rm",
+    "touch",
+    "ip",
+    "ifconfig",
+    "cut",
+    "tr",
 ];
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -77,7 +109,13 @@ pub fn build_busybox_image(work: &Path) -> io::Result<PathBuf> {
 
     let layer_path = work.join("layer.tar");
     run(Command::new("tar")
-        .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner"])
+        .args([
+            "--sort=name",
+            "--mtime=@0",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+        ])
         .arg("-C")
         .arg(&rootfs)
         .arg("-cf")

@@ -27,7 +27,10 @@ fn main() {
         std::env::set_var("RUNSC_SHIM_DIR", d);
     }
     let load_before = bench::loadavg();
-    let work = tempfile::Builder::new().prefix("bench-").tempdir().expect("tempdir");
+    let work = tempfile::Builder::new()
+        .prefix("bench-")
+        .tempdir()
+        .expect("tempdir");
     let wrapper = work.path().join("runsc-nonet");
     fs::write(&wrapper, "#!/bin/sh\nexec runsc --network=none \"$@\"\n").expect("wrapper");
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -58,7 +61,10 @@ fn main() {
             }
         }
     }
-    results.insert("start: ctr run --rm /bin/true (ms)", s.map(|v| Stats::of(&v)));
+    results.insert(
+        "start: ctr run --rm /bin/true (ms)",
+        s.map(|v| Stats::of(&v)),
+    );
 
     // exec: ctr task exec /bin/true in a running container
     ours.run_detached("execbox", &ours_rt, &["sleep", "100000"]);
@@ -69,8 +75,16 @@ fn main() {
         for &k in &bench::rotation(i) {
             let eid = format!("e{i}");
             let t = match k {
-                0 => time_ok(|| ours.ctr(&["tasks", "exec", "--exec-id", &eid, "execbox", "/bin/true"]).status.success()),
-                1 => time_ok(|| go.ctr(&["tasks", "exec", "--exec-id", &eid, "execbox", "/bin/true"]).status.success()),
+                0 => time_ok(|| {
+                    ours.ctr(&["tasks", "exec", "--exec-id", &eid, "execbox", "/bin/true"])
+                        .status
+                        .success()
+                }),
+                1 => time_ok(|| {
+                    go.ctr(&["tasks", "exec", "--exec-id", &eid, "execbox", "/bin/true"])
+                        .status
+                        .success()
+                }),
                 _ => time_ok(|| bare.exec("execbox", &["/bin/true"])),
             };
             if i >= cfg.warmup {
@@ -78,19 +92,36 @@ fn main() {
             }
         }
     }
-    results.insert("exec: ctr task exec /bin/true (ms)", s.map(|v| Stats::of(&v)));
+    results.insert(
+        "exec: ctr task exec /bin/true (ms)",
+        s.map(|v| Stats::of(&v)),
+    );
 
     // memory: one container per shim, then a pod of five in one shim.
-    let mem_single = [shim_memory(&ours, "containerd-shim-runsc-v1"), shim_memory(&go, "containerd-shim-runc-v2")];
+    let mem_single = [
+        shim_memory(&ours, "containerd-shim-runsc-v1"),
+        shim_memory(&go, "containerd-shim-runc-v2"),
+    ];
     for j in 0..4 {
         let annos = pod_annotations(j + 1);
-        let a: Vec<&str> = ours_rt.iter().copied().chain(annos.iter().map(String::as_str)).collect();
+        let a: Vec<&str> = ours_rt
+            .iter()
+            .copied()
+            .chain(annos.iter().map(String::as_str))
+            .collect();
         ours.run_detached(&format!("podm{j}"), &a, &["sleep", "100000"]);
-        let b: Vec<&str> = go_rt.iter().copied().chain(annos.iter().map(String::as_str)).collect();
+        let b: Vec<&str> = go_rt
+            .iter()
+            .copied()
+            .chain(annos.iter().map(String::as_str))
+            .collect();
         go_run(&go, &b, &format!("podm{j}"), &["sleep", "100000"], "-d");
     }
     thread::sleep(Duration::from_secs(2));
-    let mem_pod = [shim_memory(&ours, "containerd-shim-runsc-v1"), shim_memory(&go, "containerd-shim-runc-v2")];
+    let mem_pod = [
+        shim_memory(&ours, "containerd-shim-runsc-v1"),
+        shim_memory(&go, "containerd-shim-runc-v2"),
+    ];
 
     // stdout: 512 MiB through ctr run vs bare runsc into a pipe.
     let mut s: [Vec<Sample>; 3] = Default::default();
@@ -102,12 +133,18 @@ fn main() {
             let mut cmd = match k {
                 0 => {
                     let mut c = ours.ctr_cmd();
-                    c.args(["run", "--rm"]).args(&ours_rt).args([IMAGE_REF, &id]).args(dd);
+                    c.args(["run", "--rm"])
+                        .args(&ours_rt)
+                        .args([IMAGE_REF, &id])
+                        .args(dd);
                     c
                 }
                 1 => {
                     let mut c = go.ctr_cmd();
-                    c.args(["run", "--rm"]).args(&go_rt).args([IMAGE_REF, &id]).args(dd);
+                    c.args(["run", "--rm"])
+                        .args(&go_rt)
+                        .args([IMAGE_REF, &id])
+                        .args(dd);
                     c
                 }
                 _ => bare.run_cmd(&id, &dd),
@@ -118,7 +155,10 @@ fn main() {
             }
         }
     }
-    results.insert("stdout: 512 MiB, ctr run incl. start (ms)", s.map(|v| Stats::of(&v)));
+    results.insert(
+        "stdout: 512 MiB, ctr run incl. start (ms)",
+        s.map(|v| Stats::of(&v)),
+    );
 
     // 20 concurrent starts.
     let mut conc = [Vec::new(), Vec::new()];
@@ -127,7 +167,11 @@ fn main() {
             if k == 2 {
                 continue;
             }
-            let (c, rt): (&Containerd, &Vec<&str>) = if k == 0 { (&ours, &ours_rt) } else { (&go, &go_rt) };
+            let (c, rt): (&Containerd, &Vec<&str>) = if k == 0 {
+                (&ours, &ours_rt)
+            } else {
+                (&go, &go_rt)
+            };
             let t0 = Instant::now();
             let failures = thread::scope(|sc| {
                 let hs: Vec<_> = (0..20)
@@ -141,7 +185,10 @@ fn main() {
                         })
                     })
                     .collect();
-                hs.into_iter().map(|h| h.join()).filter(|r| !matches!(r, Ok(true))).count()
+                hs.into_iter()
+                    .map(|h| h.join())
+                    .filter(|r| !matches!(r, Ok(true)))
+                    .count()
             });
             conc[k].push((t0.elapsed().as_secs_f64() * 1000.0, failures));
         }
@@ -191,7 +238,10 @@ fn go_run(c: &Containerd, rt: &[&str], id: &str, cmd: &[&str], mode: &str) -> bo
 fn time_ok(f: impl FnOnce() -> bool) -> Sample {
     let t0 = Instant::now();
     let ok = f();
-    Sample { ms: t0.elapsed().as_secs_f64() * 1000.0, ok }
+    Sample {
+        ms: t0.elapsed().as_secs_f64() * 1000.0,
+        ok,
+    }
 }
 
 fn time_bytes(cmd: &mut Command, want: u64) -> Sample {
@@ -210,7 +260,10 @@ fn time_bytes(cmd: &mut Command, want: u64) -> Sample {
         }
     }
     let ok = child.wait().map(|s| s.success()).unwrap_or(false) && total == want;
-    Sample { ms: t0.elapsed().as_secs_f64() * 1000.0, ok }
+    Sample {
+        ms: t0.elapsed().as_secs_f64() * 1000.0,
+        ok,
+    }
 }
 
 fn shim_memory(c: &Containerd, binary: &str) -> Vec<bench::Mem> {
@@ -227,19 +280,28 @@ fn count_runsc_calls(c: &Containerd, work: &Path) -> usize {
     let counter = work.join("runsc-counting");
     fs::write(
         &counter,
-        format!("#!/bin/sh\necho \"$*\" >> {}\nexec runsc \"$@\"\n", log.display()),
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec runsc \"$@\"\n",
+            log.display()
+        ),
     )
     .expect("counter");
     fs::set_permissions(&counter, fs::Permissions::from_mode(0o755)).expect("chmod");
     let cfg = work.join("count.toml");
     fs::write(&cfg, format!("binary_name = \"{}\"\n", counter.display())).expect("cfg");
-    let out = c.run("countme", &["--runtime-config-path", cfg.to_str().unwrap_or_default()], &["/bin/true"]);
+    let out = c.run(
+        "countme",
+        &["--runtime-config-path", cfg.to_str().unwrap_or_default()],
+        &["/bin/true"],
+    );
     if !out.status.success() {
         eprintln!("counting run failed: {}", out.err());
     }
     // containerd runs `shim delete` after the shim exits.
     thread::sleep(Duration::from_secs(1));
-    fs::read_to_string(&log).map(|s| s.lines().count()).unwrap_or(0)
+    fs::read_to_string(&log)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
 }
 
 /// Bare runsc with bundles built like the test image.
@@ -254,7 +316,10 @@ impl Bare {
         let rootfs = dir.join("rootfs");
         fs::create_dir_all(&rootfs).expect("bare dir");
         write_busybox_rootfs(&rootfs).expect("rootfs");
-        Bare { root: work.join("bare-root"), dir }
+        Bare {
+            root: work.join("bare-root"),
+            dir,
+        }
     }
 
     fn bundle(&self, id: &str, args: &[&str]) -> PathBuf {
@@ -280,24 +345,45 @@ impl Bare {
     fn run_cmd(&self, id: &str, args: &[&str]) -> Command {
         let b = self.bundle(id, args);
         let mut c = self.runsc();
-        c.args(["run", "--bundle"]).arg(b).arg(id).stdin(Stdio::null());
+        c.args(["run", "--bundle"])
+            .arg(b)
+            .arg(id)
+            .stdin(Stdio::null());
         c
     }
 
     fn run(&self, id: &str, args: &[&str]) -> bool {
         let mut c = self.run_cmd(id, args);
-        c.stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+        c.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
     }
 
     fn run_detached(&self, id: &str, args: &[&str]) {
         let b = self.bundle(id, args);
-        let _ = self.runsc().args(["run", "--detach", "--bundle"]).arg(b).arg(id)
-            .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = self
+            .runsc()
+            .args(["run", "--detach", "--bundle"])
+            .arg(b)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 
     fn exec(&self, id: &str, args: &[&str]) -> bool {
-        self.runsc().arg("exec").arg(id).args(args).stdin(Stdio::null()).stdout(Stdio::null())
-            .status().map(|s| s.success()).unwrap_or(false)
+        self.runsc()
+            .arg("exec")
+            .arg(id)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
     }
 
     fn cleanup(&self) {

@@ -9,13 +9,25 @@ fn main() {
     println!("private containerd at {}", ctrd.socket().display());
     let script = "echo Hello from busybox inside gVisor; uname -a; dmesg | head -3";
     let out = ctrd.ctr(&[
-        "run", "--rm", "--runtime", "io.containerd.runsc.v1", IMAGE_REF, "demo", "sh", "-c", script,
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.runsc.v1",
+        IMAGE_REF,
+        "demo",
+        "sh",
+        "-c",
+        script,
     ]);
     print!("{}", String::from_utf8_lossy(&out.stdout));
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     let ok = out.status.success();
     if !ok {
-        eprintln!("ctr run failed ({}); containerd log:\n{}", out.status, ctrd.log_tail(40));
+        eprintln!(
+            "ctr run failed ({}); containerd log:\n{}",
+            out.status,
+            ctrd.log_tail(40)
+        );
     }
     ctrd.stop_and_check();
     std::process::exit(if ok { 0 } else { 1 });

@@ -1,4 +1,4 @@
-//! Kill, pause/resume, metrics, checkpoint/restore.
+//! Kill, pause/resume, ps and metrics.
 
 use crate::{Containerd, OutputExt};
 
@@ -29,7 +29,10 @@ fn pause_resume_ps_and_metrics() {
     let ps = c.ctr_ok(&["tasks", "ps", "p1"]).out();
     assert!(ps.lines().count() >= 2, "{ps}");
     let m = c.ctr_ok(&["tasks", "metrics", "p1"]).out();
-    assert!(m.contains("memory.usage_in_bytes") || m.contains("memory.usage"), "{m}");
+    assert!(
+        m.contains("memory.usage_in_bytes") || m.contains("memory.usage"),
+        "{m}"
+    );
     let usage: u64 = m
         .lines()
         .find(|l| l.starts_with("memory.usage_in_bytes") || l.starts_with("memory.usage "))
@@ -41,36 +44,17 @@ fn pause_resume_ps_and_metrics() {
 }
 
 #[test]
-fn checkpoint_then_restore_keeps_state() {
+fn checkpoint_leaving_it_running_is_refused_clearly() {
     let c = Containerd::start();
-    // The counter lives in the sandbox's memory (a shell variable and a tmpfs
-    // file), so only a real restore can bring it back.
-    c.run_detached(
-        "ck1",
-        &["--mount", "type=tmpfs,src=tmpfs,dst=/state,options=rw"],
-        &["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /state/n; sleep 0.1; done"],
+    c.run_detached("ck0", &[], &["sleep", "1000"]);
+    let out = c.ctr(&["containers", "checkpoint", "--task", "ck0", "ckpt/ck0:1"]);
+    assert_ne!(out.code(), 0);
+    assert!(
+        out.err().contains("not supported by this runsc"),
+        "{}",
+        out.err()
     );
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let before: u64 = c
-        .ctr_ok(&["tasks", "exec", "--exec-id", "r1", "ck1", "cat", "/state/n"])
-        .out()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(before > 3);
-    c.ctr_ok(&["containers", "checkpoint", "--task", "ck1", "ckpt/ck1:1"]);
-    c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "ck1"]);
-    c.wait_status("ck1", "STOPPED");
-    c.ctr_ok(&["tasks", "delete", "ck1"]);
-    c.ctr_ok(&["containers", "delete", "ck1"]);
-    c.ctr_ok(&["containers", "restore", "--live", "ck1", "ckpt/ck1:1"]);
-    c.wait_status("ck1", "RUNNING");
-    let after: u64 = c
-        .ctr_ok(&["tasks", "exec", "--exec-id", "r2", "ck1", "cat", "/state/n"])
-        .out()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(after >= before, "restored counter {after} < checkpointed {before}");
+    // The container survives the refusal.
+    c.wait_status("ck0", "RUNNING");
     c.stop_and_check();
 }

@@ -35,7 +35,11 @@ impl EventLog {
             }
         });
         thread::sleep(Duration::from_millis(300));
-        EventLog { child, rx, seen: Vec::new() }
+        EventLog {
+            child,
+            rx,
+            seen: Vec::new(),
+        }
     }
 
     /// Task topics seen for `id` until `last` appears.
@@ -56,8 +60,14 @@ impl EventLog {
     fn topics(&self, id: &str) -> Vec<String> {
         self.seen
             .iter()
-            .filter(|l| l.contains(&format!("\"{id}\"")) || l.contains(&format!("container_id:{id}")))
-            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")).map(str::to_string))
+            .filter(|l| {
+                l.contains(&format!("\"{id}\"")) || l.contains(&format!("container_id:{id}"))
+            })
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find(|w| w.starts_with("/tasks/"))
+                    .map(str::to_string)
+            })
             .collect()
     }
 }

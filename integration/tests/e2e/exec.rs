@@ -14,7 +14,16 @@ fn exec_stdio_exit_code_and_kill() {
     let c = Containerd::start();
     c.run_detached("ex1", &[], &["sleep", "1000"]);
 
-    let out = c.ctr(&["tasks", "exec", "--exec-id", "e1", "ex1", "sh", "-c", "echo in-exec; echo err >&2; exit 5"]);
+    let out = c.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e1",
+        "ex1",
+        "sh",
+        "-c",
+        "echo in-exec; echo err >&2; exit 5",
+    ]);
     assert_eq!(out.code(), 5, "{}", out.err());
     assert_eq!(out.out(), "in-exec\n");
     assert_eq!(out.err(), "err\n");
@@ -22,7 +31,16 @@ fn exec_stdio_exit_code_and_kill() {
     // stdin reaches the exec and EOF ends it (ctr sends CloseIO on EOF).
     let mut child = c
         .ctr_cmd()
-        .args(["tasks", "exec", "--exec-id", "e2", "ex1", "sh", "-c", "cat | wc -c"])
+        .args([
+            "tasks",
+            "exec",
+            "--exec-id",
+            "e2",
+            "ex1",
+            "sh",
+            "-c",
+            "cat | wc -c",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -47,7 +65,10 @@ fn exec_stdio_exit_code_and_kill() {
         if ps.contains("e3") {
             break;
         }
-        assert!(Instant::now() < deadline, "exec e3 never listed by ps:\n{ps}");
+        assert!(
+            Instant::now() < deadline,
+            "exec e3 never listed by ps:\n{ps}"
+        );
         thread::sleep(Duration::from_millis(100));
     }
     c.ctr_ok(&["tasks", "kill", "--exec-id", "e3", "-s", "SIGKILL", "ex1"]);
@@ -68,7 +89,7 @@ fn exec_with_tty() {
     let c = Containerd::start();
     c.run_detached("ex2", &[], &["sleep", "1000"]);
     let ctr = format!(
-        "stty cols 80 rows 20; ctr -a {} -n {} tasks exec -t --exec-id t1 ex2 sh -c 'stty size; exit 4'",
+        "stty cols 80 rows 20; ctr -a {} -n {} tasks exec -t --exec-id t1 ex2 sh -c 'sleep 0.5; stty size; exit 4'",
         c.socket().display(),
         c.namespace(),
     );
@@ -78,5 +99,6 @@ fn exec_with_tty() {
         .output()
         .unwrap();
     assert!(out.out().contains("20 80"), "{}", out.out());
+    assert_eq!(out.code(), 4);
     c.stop_and_check();
 }

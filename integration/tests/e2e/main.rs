@@ -7,6 +7,7 @@
 mod control;
 mod events;
 mod exec;
+mod grpc;
 mod options;
 mod pod;
 mod run;

@@ -9,12 +9,19 @@ fn log_uri_file() {
     let c = Containerd::start();
     let log = c.dir().join("out.log");
     let uri = format!("file://{}", log.display());
-    let out = c.run("lf1", &["--log-uri", &uri], &["sh", "-c", "echo to-file; echo err-to-file >&2"]);
+    let out = c.run(
+        "lf1",
+        &["--log-uri", &uri],
+        &["sh", "-c", "echo to-file; echo err-to-file >&2"],
+    );
     assert_eq!(out.code(), 0, "{}", out.err());
     let out = c.run("lf2", &["--log-uri", &uri], &["echo", "second"]);
     assert_eq!(out.code(), 0, "{}", out.err());
     let text = fs::read_to_string(&log).unwrap();
-    assert!(text.contains("to-file\n") && text.contains("err-to-file\n"), "{text}");
+    assert!(
+        text.contains("to-file\n") && text.contains("err-to-file\n"),
+        "{text}"
+    );
     assert!(text.ends_with("second\n"), "appends: {text}");
     c.stop_and_check();
 }
@@ -32,17 +39,29 @@ fn log_uri_binary() {
     .unwrap();
     fs::set_permissions(&logger, fs::Permissions::from_mode(0o755)).unwrap();
     let uri = format!("binary://{}?dir={}", logger.display(), dir.display());
-    let out = c.run("lb1", &["--log-uri", &uri], &["sh", "-c", "echo via-binary; echo err-binary >&2"]);
+    let out = c.run(
+        "lb1",
+        &["--log-uri", &uri],
+        &["sh", "-c", "echo via-binary; echo err-binary >&2"],
+    );
     assert_eq!(out.code(), 0, "{}", out.err());
     // The logger may still be flushing when ctr returns.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while fs::read_to_string(dir.join("stderr")).unwrap_or_default().is_empty()
+    while fs::read_to_string(dir.join("stderr"))
+        .unwrap_or_default()
+        .is_empty()
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert_eq!(fs::read_to_string(dir.join("stdout")).unwrap(), "via-binary\n");
-    assert_eq!(fs::read_to_string(dir.join("stderr")).unwrap(), "err-binary\n");
+    assert_eq!(
+        fs::read_to_string(dir.join("stdout")).unwrap(),
+        "via-binary\n"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("stderr")).unwrap(),
+        "err-binary\n"
+    );
     assert_eq!(
         fs::read_to_string(dir.join("env")).unwrap().trim(),
         format!("lb1 {}", c.namespace())
@@ -85,13 +104,21 @@ fn bad_input_is_refused_cleanly() {
 
     let bad = c.dir().join("bad.toml");
     fs::write(&bad, "bogus_key = 1\n").unwrap();
-    let out = c.run("badcfg", &["--runtime-config-path", bad.to_str().unwrap()], &["true"]);
+    let out = c.run(
+        "badcfg",
+        &["--runtime-config-path", bad.to_str().unwrap()],
+        &["true"],
+    );
     assert_ne!(out.code(), 0);
     assert!(out.err().contains("bogus_key"), "{}", out.err());
 
     let missing = c.dir().join("missing.toml");
     fs::write(&missing, "binary_name = \"/nonexistent/runsc\"\n").unwrap();
-    let out = c.run("nobin", &["--runtime-config-path", missing.to_str().unwrap()], &["true"]);
+    let out = c.run(
+        "nobin",
+        &["--runtime-config-path", missing.to_str().unwrap()],
+        &["true"],
+    );
     assert_ne!(out.code(), 0);
     assert!(out.err().contains("/nonexistent/runsc"), "{}", out.err());
     c.stop_and_check();

@@ -23,8 +23,13 @@ fn two_containers_one_sandbox_one_shim() {
     c.run_detached("app1", &member, &["sleep", "1000"]);
     c.wait_status("app1", "RUNNING");
     assert_eq!(c.shim_pids().len(), 1, "one shim per pod");
-    let root = format!("/run/containerd/runsc/{}", c.namespace());
-    let list = Command::new("runsc").args(["--root", &root, "list"]).output().unwrap();
+    let root = test_support::containerd::runsc_root(c.namespace());
+    let list = Command::new("runsc")
+        .arg("--root")
+        .arg(&root)
+        .arg("list")
+        .output()
+        .unwrap();
     let text = list.out();
     assert!(text.contains("pod1") && text.contains("app1"), "{text}");
 

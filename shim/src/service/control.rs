@@ -35,7 +35,11 @@ impl Service {
                 if sig == SIGKILL || sig == SIGTERM {
                     return Ok(api::Empty::new());
                 }
-                return Err(Error::NotFound(format!("{} {} already finished", p.kind(), p.name())));
+                return Err(Error::NotFound(format!(
+                    "{} {} already finished",
+                    p.kind(),
+                    p.name()
+                )));
             }
             Status::Created if req.exec_id.is_empty() => {
                 // runsc refuses to signal a container that never started;
@@ -52,19 +56,34 @@ impl Service {
                 return Ok(api::Empty::new());
             }
             Status::Created => {
-                return Err(Error::FailedPrecondition(format!("exec {} not started", p.name())));
+                return Err(Error::FailedPrecondition(format!(
+                    "exec {} not started",
+                    p.name()
+                )));
             }
             Status::Running | Status::Paused => {}
         }
         let opts = KillOpts {
             all: req.all && req.exec_id.is_empty(),
-            pid: if req.exec_id.is_empty() { None } else { p.internal_pid() },
+            pid: if req.exec_id.is_empty() {
+                None
+            } else {
+                p.internal_pid()
+            },
         };
         c.runsc.kill(&c.id, signo, opts).await.map_err(|e| {
             if e.is_not_found() || e.is_not_running() {
-                Error::NotFound(format!("{} {} already finished: {}", p.kind(), p.name(), e.message()))
+                Error::NotFound(format!(
+                    "{} {} already finished: {}",
+                    p.kind(),
+                    p.name(),
+                    e.message()
+                ))
             } else {
-                Error::runsc(format!("kill {} {} with signal {sig}", p.kind(), p.name()), e)
+                Error::runsc(
+                    format!("kill {} {} with signal {sig}", p.kind(), p.name()),
+                    e,
+                )
             }
         })?;
         Ok(api::Empty::new())
@@ -126,7 +145,8 @@ impl Service {
                         exec_id: exec_id.clone(),
                         ..Default::default()
                     };
-                    info.info = Some(convert::to_any("containerd.runc.v1.ProcessDetails", &d)).into();
+                    info.info =
+                        Some(convert::to_any("containerd.runc.v1.ProcessDetails", &d)).into();
                 }
                 info
             })
@@ -152,8 +172,7 @@ impl Service {
         if !p.stdio.terminal {
             return Ok(api::Empty::new());
         }
-        p.io
-            .resize(req.width, req.height)
+        p.io.resize(req.width, req.height)
             .map_err(|e| Error::io(format!("resize pty of {}", p.name()), e))?;
         Ok(api::Empty::new())
     }
@@ -181,25 +200,51 @@ impl Service {
 
     pub(super) async fn checkpoint(&self, req: api::CheckpointTaskRequest) -> Result<api::Empty> {
         let c = self.container(&req.id)?;
-        if c.init.status() != Status::Running {
-            return Err(Error::FailedPrecondition(format!("container {} is not running", c.id)));
+        // containerd pauses a task around its checkpoint.
+        if !matches!(c.init.status(), Status::Running | Status::Paused) {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running",
+                c.id
+            )));
         }
         let opts = match req.options.as_ref() {
             Some(a) if !a.value.is_empty() => CheckpointOptions::parse_from_bytes(&a.value)
                 .map_err(|e| Error::InvalidArgument(format!("invalid checkpoint options: {e}")))?,
             _ => CheckpointOptions::default(),
         };
-        let image = if req.path.is_empty() { opts.image_path.clone() } else { req.path.clone() };
+        let image = if req.path.is_empty() {
+            opts.image_path.clone()
+        } else {
+            req.path.clone()
+        };
         if image.is_empty() {
-            return Err(Error::InvalidArgument("checkpoint needs an image path".into()));
+            return Err(Error::InvalidArgument(
+                "checkpoint needs an image path".into(),
+            ));
+        }
+        if !opts.exit {
+            // runsc 0.0~20221219 hangs in `checkpoint --leave-running` on a
+            // running sandbox and panics on a paused one, losing it.
+            return Err(Error::Unimplemented(format!(
+                "checkpoint of container {} that leaves it running is not supported by this runsc; checkpoint with exit (ctr task checkpoint --exit)",
+                c.id
+            )));
         }
         std::fs::create_dir_all(&image).map_err(|e| Error::os(format!("create {image}"), e))?;
+        // containerd pauses a task around its checkpoint, but runsc cannot
+        // checkpoint a paused sandbox.
+        if c.init.status() == Status::Paused {
+            c.runsc.resume(&c.id).await.map_err(|e| {
+                Error::runsc(format!("resume container {} to checkpoint it", c.id), e)
+            })?;
+            let _ = c.init.transition(&[Status::Paused], Status::Running);
+        }
         c.runsc
             .checkpoint(
                 &c.id,
                 CheckpointOpts {
                     image_path: image.clone().into(),
-                    leave_running: !opts.exit,
+                    leave_running: false,
                 },
             )
             .await
@@ -216,7 +261,10 @@ impl Service {
     pub(super) async fn stats(&self, req: api::StatsRequest) -> Result<api::StatsResponse> {
         let c = self.container(&req.id)?;
         if !matches!(c.init.status(), Status::Running | Status::Paused) {
-            return Err(Error::FailedPrecondition(format!("cannot stat container {}: not running", c.id)));
+            return Err(Error::FailedPrecondition(format!(
+                "cannot stat container {}: not running",
+                c.id
+            )));
         }
         let stats = match c.runsc.stats(&c.id).await {
             Ok(s) => Some(s),
@@ -242,7 +290,11 @@ impl Service {
         };
         let exit = p.exit();
         Ok(api::StateResponse {
-            id: if req.exec_id.is_empty() { c.id.clone() } else { req.exec_id.clone() },
+            id: if req.exec_id.is_empty() {
+                c.id.clone()
+            } else {
+                req.exec_id.clone()
+            },
             bundle: c.bundle.to_string_lossy().into_owned(),
             pid: p.pid(),
             status: status.into(),

@@ -44,12 +44,17 @@ impl Service {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let io = self.open_io(&c.id, &stdio, &c.options, RelayMode::Direct).await?;
+        let io = self
+            .open_io(&c.id, &stdio, &c.options, RelayMode::Direct)
+            .await?;
         let p = Arc::new(Process::new(&c.id, &req.exec_id, stdio, io, Some(spec)));
         {
             let mut execs = c.execs();
             if execs.contains_key(&req.exec_id) {
-                return Err(Error::AlreadyExists(format!("exec {} already exists", req.exec_id)));
+                return Err(Error::AlreadyExists(format!(
+                    "exec {} already exists",
+                    req.exec_id
+                )));
             }
             execs.insert(req.exec_id.clone(), p);
         }
@@ -90,7 +95,8 @@ impl Service {
             detach: true,
         };
         let res = c.runsc.exec(&c.id, &spec, opts).await;
-        let pid = match res.map_err(|e| Error::runsc(format!("exec {exec_id} in container {}", c.id), e))
+        let pid = match res
+            .map_err(|e| Error::runsc(format!("exec {exec_id} in container {}", c.id), e))
             .and_then(|_| read_pid(&pid_file))
         {
             Ok(pid) => pid as u32,

@@ -71,7 +71,10 @@ impl Service {
     ) -> Result<api::CreateTaskResponse> {
         validate_id("container", &req.id)?;
         if self.containers().contains_key(&req.id) {
-            return Err(Error::AlreadyExists(format!("container {} already exists", req.id)));
+            return Err(Error::AlreadyExists(format!(
+                "container {} already exists",
+                req.id
+            )));
         }
         let id = req.id.clone();
         let bundle = std::path::PathBuf::from(&req.bundle);
@@ -121,7 +124,11 @@ impl Service {
         };
         // A sub-container's gofer inherits `runsc start`'s stdio and outlives
         // the process; copying keeps it off the client's FIFOs.
-        let mode = if sub { RelayMode::Copy } else { RelayMode::Direct };
+        let mode = if sub {
+            RelayMode::Copy
+        } else {
+            RelayMode::Direct
+        };
         let io = match self.open_io(&id, &stdio, &options, mode).await {
             Ok(io) => io,
             Err(e) => {
@@ -138,7 +145,11 @@ impl Service {
             let pid_file = bundle.join("init.pid");
             let opts = CreateOpts {
                 // The root container's stdio goes to create; a sub-container's to start.
-                stdio: if sub { runsc::Stdio::default() } else { runtime_stdio(&init.io) },
+                stdio: if sub {
+                    runsc::Stdio::default()
+                } else {
+                    runtime_stdio(&init.io)
+                },
                 console_socket: if sub { None } else { init.io.console_socket() },
                 pid_file: Some(pid_file.clone()),
                 user_log: None,
@@ -205,7 +216,10 @@ impl Service {
         })
     }
 
-    pub(super) async fn start(self: Arc<Self>, req: api::StartRequest) -> Result<api::StartResponse> {
+    pub(super) async fn start(
+        self: Arc<Self>,
+        req: api::StartRequest,
+    ) -> Result<api::StartResponse> {
         let c = self.container(&req.id)?;
         if !req.exec_id.is_empty() {
             return self.start_exec(c, &req.exec_id).await;
@@ -263,7 +277,11 @@ impl Service {
             self.clone().watch_exit(c.clone(), init.clone(), rx);
             return Ok(());
         }
-        let stdio = if c.sub { runtime_stdio(&init.io) } else { runsc::Stdio::default() };
+        let stdio = if c.sub {
+            runtime_stdio(&init.io)
+        } else {
+            runsc::Stdio::default()
+        };
         c.runsc
             .start(&c.id, StartOpts { stdio })
             .await
@@ -292,7 +310,12 @@ impl Service {
     }
 
     /// Reports `p`'s exit when the reaper sees its host process go.
-    pub(super) fn watch_exit(self: Arc<Self>, c: Arc<Container>, p: Arc<Process>, rx: ExitReceiver) {
+    pub(super) fn watch_exit(
+        self: Arc<Self>,
+        c: Arc<Container>,
+        p: Arc<Process>,
+        rx: ExitReceiver,
+    ) {
         tokio::spawn(async move {
             let status = match rx.await {
                 Ok(exit) => exit.status,
@@ -327,7 +350,11 @@ impl Service {
         self.events
             .send(TaskExit {
                 container_id: c.id.clone(),
-                id: if p.exec_id.is_empty() { c.id.clone() } else { p.exec_id.clone() },
+                id: if p.exec_id.is_empty() {
+                    c.id.clone()
+                } else {
+                    p.exec_id.clone()
+                },
                 pid: p.pid(),
                 exit_status: status,
                 exited_at: exit.into(),
@@ -348,7 +375,11 @@ impl Service {
                 )))
             }
             Status::Deleted => {
-                return Err(Error::NotFound(format!("{} {} already deleted", p.kind(), p.name())))
+                return Err(Error::NotFound(format!(
+                    "{} {} already deleted",
+                    p.kind(),
+                    p.name()
+                )))
             }
             Status::Created | Status::Stopped => {}
         }
@@ -373,8 +404,13 @@ impl Service {
             c.execs().remove(&req.exec_id);
         }
         let exit = p.exit();
-        let status = exit.map(|e| e.status).unwrap_or(if was_created { 0 } else { 255 });
-        let at = convert::timestamp(exit.map(|e| e.at).unwrap_or_else(std::time::SystemTime::now));
+        let status = exit
+            .map(|e| e.status)
+            .unwrap_or(if was_created { 0 } else { 255 });
+        let at = convert::timestamp(
+            exit.map(|e| e.at)
+                .unwrap_or_else(std::time::SystemTime::now),
+        );
         if req.exec_id.is_empty() {
             self.events
                 .send(TaskDelete {

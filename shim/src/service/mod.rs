@@ -93,17 +93,29 @@ impl Task for TaskService {
         Ok(self.svc.clone().create(req).await?)
     }
 
-    async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
+    async fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
         log_req("start", &req.id, &req.exec_id);
         Ok(self.svc.clone().start(req).await?)
     }
 
-    async fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
+    async fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
         log_req("delete", &req.id, &req.exec_id);
         Ok(self.svc.delete(req).await?)
     }
 
-    async fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
+    async fn exec(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ExecProcessRequest,
+    ) -> TtrpcResult<api::Empty> {
         log_req("exec", &req.id, &req.exec_id);
         Ok(self.svc.exec(req).await?)
     }
@@ -118,27 +130,47 @@ impl Task for TaskService {
         Ok(self.svc.pause(req).await?)
     }
 
-    async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
+    async fn resume(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResumeRequest,
+    ) -> TtrpcResult<api::Empty> {
         log_req("resume", &req.id, "");
         Ok(self.svc.resume(req).await?)
     }
 
-    async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+    async fn pids(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::PidsRequest,
+    ) -> TtrpcResult<api::PidsResponse> {
         log_req("pids", &req.id, "");
         Ok(self.svc.pids(req).await?)
     }
 
-    async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+    async fn close_io(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CloseIORequest,
+    ) -> TtrpcResult<api::Empty> {
         log_req("close_io", &req.id, &req.exec_id);
         Ok(self.svc.close_io(req)?)
     }
 
-    async fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
+    async fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> TtrpcResult<api::Empty> {
         log_req("resize_pty", &req.id, &req.exec_id);
         Ok(self.svc.resize_pty(req)?)
     }
 
-    async fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+    async fn update(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::UpdateTaskRequest,
+    ) -> TtrpcResult<api::Empty> {
         log_req("update", &req.id, "");
         Ok(self.svc.update(req).await?)
     }
@@ -152,27 +184,47 @@ impl Task for TaskService {
         Ok(self.svc.checkpoint(req).await?)
     }
 
-    async fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+    async fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
         log_req("stats", &req.id, "");
         Ok(self.svc.stats(req).await?)
     }
 
-    async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
+    async fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
         log_req("state", &req.id, &req.exec_id);
         Ok(self.svc.state(req)?)
     }
 
-    async fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+    async fn wait(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::WaitRequest,
+    ) -> TtrpcResult<api::WaitResponse> {
         log_req("wait", &req.id, &req.exec_id);
         Ok(self.svc.wait(req).await?)
     }
 
-    async fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
         log_req("connect", &req.id, "");
         Ok(self.svc.connect(req))
     }
 
-    async fn shutdown(&self, _ctx: &TtrpcContext, req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
+    async fn shutdown(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ShutdownRequest,
+    ) -> TtrpcResult<api::Empty> {
         log_req("shutdown", &req.id, "");
         self.svc.shutdown();
         Ok(api::Empty::new())

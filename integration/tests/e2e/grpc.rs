@@ -1,0 +1,165 @@
+//! What `ctr` cannot express, through containerd's gRPC API: Update, and a
+//! checkpoint that exits followed by a restore from it (Docker's
+//! `checkpoint create` / `start --checkpoint` flow).
+
+use containerd_client::{
+    services::v1::{
+        snapshots::{snapshots_client::SnapshotsClient, MountsRequest},
+        tasks_client::TasksClient,
+        CheckpointTaskRequest, CreateTaskRequest, StartRequest, UpdateTaskRequest,
+    },
+    tonic::Request,
+    with_namespace,
+};
+use prost_types::Any;
+
+use crate::{Containerd, OutputExt};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The host cgroup v1 memory limit of a task's sandbox.
+fn memory_limit(pid: u32) -> u64 {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let rel = cg
+        .lines()
+        .find_map(|l| {
+            let mut p = l.splitn(3, ':');
+            let (_, ctrl, path) = (p.next()?, p.next()?, p.next()?);
+            ctrl.split(',')
+                .any(|c| c == "memory")
+                .then(|| path.to_string())
+        })
+        .expect("memory cgroup");
+    std::fs::read_to_string(format!("/sys/fs/cgroup/memory{rel}/memory.limit_in_bytes"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn task_pid(c: &Containerd, id: &str) -> u32 {
+    let out = c.ctr_ok(&["tasks", "ls"]).out();
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .expect("task pid")
+}
+
+#[test]
+fn update_memory_limit_reaches_sandbox_cgroup() {
+    let c = Containerd::start();
+    c.run_detached("up1", &[], &["sleep", "1000"]);
+    let pid = task_pid(&c, "up1");
+    let want: u64 = 256 << 20;
+    assert_ne!(memory_limit(pid), want);
+    let ns = c.namespace().to_string();
+    rt().block_on(async {
+        let ch = containerd_client::connect(c.socket()).await.unwrap();
+        let mut tasks = TasksClient::new(ch);
+        let res = serde_json::json!({"memory": {"limit": want}});
+        let req = UpdateTaskRequest {
+            container_id: "up1".into(),
+            resources: Some(Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+                value: serde_json::to_vec(&res).unwrap(),
+            }),
+            ..Default::default()
+        };
+        tasks.update(with_namespace!(req, ns)).await.unwrap();
+    });
+    assert_eq!(memory_limit(pid), want);
+    c.stop_and_check();
+}
+
+#[test]
+fn checkpoint_with_exit_then_restore_keeps_state() {
+    let c = Containerd::start();
+    // The counter lives only in the sandbox's memory (a tmpfs inside gVisor),
+    // so only a real restore brings it back.
+    c.run_detached(
+        "ck1",
+        &["--mount", "type=tmpfs,src=tmpfs,dst=/state,options=rw"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i > /state/n; sleep 0.1; done",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let read = |eid: &str| -> u64 {
+        c.ctr_ok(&["tasks", "exec", "--exec-id", eid, "ck1", "cat", "/state/n"])
+            .out()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = read("r1");
+    assert!(before > 3);
+    let ns = c.namespace().to_string();
+    let rt = rt();
+    let checkpoint = rt.block_on(async {
+        let ch = containerd_client::connect(c.socket()).await.unwrap();
+        let mut tasks = TasksClient::new(ch);
+        // containerd.runc.v1.CheckpointOptions { exit: true }
+        let opts = Any {
+            type_url: "containerd.runc.v1.CheckpointOptions".into(),
+            value: vec![0x08, 0x01],
+        };
+        let req = CheckpointTaskRequest {
+            container_id: "ck1".into(),
+            options: Some(opts),
+            ..Default::default()
+        };
+        let resp = tasks
+            .checkpoint(with_namespace!(req, ns))
+            .await
+            .unwrap()
+            .into_inner();
+        resp.descriptors
+            .into_iter()
+            .find(|d| d.media_type.contains("checkpoint") && !d.media_type.contains("config"))
+            .expect("checkpoint descriptor")
+    });
+    c.wait_status("ck1", "STOPPED");
+    c.ctr_ok(&["tasks", "delete", "ck1"]);
+    rt.block_on(async {
+        let ch = containerd_client::connect(c.socket()).await.unwrap();
+        let mut snaps = SnapshotsClient::new(ch.clone());
+        let req = MountsRequest {
+            snapshotter: "overlayfs".into(),
+            key: "ck1".into(),
+        };
+        let mounts = snaps
+            .mounts(with_namespace!(req, ns))
+            .await
+            .unwrap()
+            .into_inner()
+            .mounts;
+        let mut tasks = TasksClient::new(ch);
+        let req = CreateTaskRequest {
+            container_id: "ck1".into(),
+            rootfs: mounts,
+            checkpoint: Some(checkpoint),
+            ..Default::default()
+        };
+        tasks.create(with_namespace!(req, ns)).await.unwrap();
+        let req = StartRequest {
+            container_id: "ck1".into(),
+            ..Default::default()
+        };
+        tasks.start(with_namespace!(req, ns)).await.unwrap();
+    });
+    c.wait_status("ck1", "RUNNING");
+    let after = read("r2");
+    assert!(
+        after >= before,
+        "restored counter {after} < checkpointed {before}"
+    );
+    c.stop_and_check();
+}
