@@ -26,9 +26,9 @@ pub enum Error {
     Runsc {
         /// What the shim was doing.
         op: String,
-        /// The failed runsc invocation.
+        /// The failed runsc invocation (boxed: it carries argv and output).
         #[source]
-        source: runsc::Error,
+        source: Box<runsc::Error>,
     },
     /// Stdio could not be set up or relayed.
     #[error("{op}: {source}")]
@@ -37,7 +37,7 @@ pub enum Error {
         op: String,
         /// The underlying stdio failure.
         #[source]
-        source: shim_io::Error,
+        source: Box<shim_io::Error>,
     },
     /// A system call or file operation failed.
     #[error("{op}: {source}")]
@@ -61,7 +61,7 @@ impl Error {
     pub fn runsc(op: impl Into<String>, source: runsc::Error) -> Self {
         Error::Runsc {
             op: op.into(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -69,7 +69,7 @@ impl Error {
     pub fn io(op: impl Into<String>, source: shim_io::Error) -> Self {
         Error::Io {
             op: op.into(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -92,7 +92,7 @@ impl Error {
             // runsc's words for a vanished container mean NotFound to
             // containerd; CRI retries other codes forever.
             Error::Runsc { source, .. } if source.is_not_found() => Code::NOT_FOUND,
-            Error::Runsc { source, .. } if matches!(source, runsc::Error::Unsupported { .. }) => {
+            Error::Runsc { source, .. } if matches!(**source, runsc::Error::Unsupported { .. }) => {
                 Code::UNIMPLEMENTED
             }
             Error::Runsc { .. } | Error::Io { .. } | Error::Os { .. } | Error::Other(_) => {

@@ -126,7 +126,7 @@ fn main() {
     // stdout: 512 MiB through ctr run vs bare runsc into a pipe.
     let mut s: [Vec<Sample>; 3] = Default::default();
     let dd = ["dd", "if=/dev/zero", "bs=1M", "count=512"];
-    let iters = cfg.iterations.min(5).max(1);
+    let iters = cfg.iterations.clamp(1, 5);
     for i in 0..iters + 1 {
         for &k in &bench::rotation(i) {
             let id = format!("dd-{i}");
