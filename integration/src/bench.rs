@@ -236,7 +236,7 @@ impl Report {
         let (n0, _, _, _, t0) = mem(&self.mem_pod[0]);
         let (n1, _, _, _, t1) = mem(&self.mem_pod[1]);
         o += &format!(
-            "| shim memory, 1 + 5-container pod (kB VmRSS total) | {t0} ({n0} shims) | {t1} ({n1} shims) | - | {} | - |\n",
+            "| shim memory, 1 container + a 5-container pod (Go: 6 containers) (kB VmRSS total) | {t0} ({n0} shims) | {t1} ({n1} shims) | - | {} | - |\n",
             ratio(t0 as f64, t1 as f64)
         );
         o += &format!("\nrunsc invocations per `ctr run --rm /bin/true` lifecycle through our shim (including containerd's `shim delete`): {}\n", self.runsc_calls_per_lifecycle);

@@ -36,6 +36,7 @@ pub struct RunscShim {
     namespace: String,
     id: String,
     bundle: PathBuf,
+    socket: String,
 }
 
 #[async_trait]
@@ -54,6 +55,7 @@ impl Shim for RunscShim {
             namespace: args.namespace.clone(),
             id: args.id.clone(),
             bundle,
+            socket: args.socket.clone(),
         }
     }
 
@@ -69,6 +71,17 @@ impl Shim for RunscShim {
 
     async fn wait(&mut self) {
         self.exit.wait().await;
+        // containerd-shim removes the socket named in `./address`, but the
+        // first container's bundle (our cwd) may already be gone in a pod;
+        // a leaked socket costs an inode forever (gvisor#13509).
+        let path = self.socket.trim_start_matches("unix://");
+        if !path.is_empty() {
+            if let Err(e) = std::fs::remove_file(path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!("remove socket {path}: {e}");
+                }
+            }
+        }
     }
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {

@@ -45,12 +45,12 @@ fn main() {
     let mut results: BTreeMap<&str, [Stats; 3]> = BTreeMap::new();
     let n = cfg.iterations;
 
-    // start: ctr run --rm /bin/true
+    eprintln!("bench: start");
     let mut s: [Vec<Sample>; 3] = Default::default();
     for i in 0..n + cfg.warmup {
         let order = bench::rotation(i);
         for &k in &order {
-            let id = format!("start-{i}");
+            let id = format!("{}start-{i:03}", PREFIX[k]);
             let t = match k {
                 0 => time_ok(|| ours.run(&id, &ours_rt, &["/bin/true"]).status.success()),
                 1 => time_ok(|| go_run(&go, &go_rt, &id, &["/bin/true"], "--rm")),
@@ -66,26 +66,26 @@ fn main() {
         s.map(|v| Stats::of(&v)),
     );
 
-    // exec: ctr task exec /bin/true in a running container
-    ours.run_detached("execbox", &ours_rt, &["sleep", "100000"]);
-    go_run(&go, &go_rt, "execbox", &["sleep", "100000"], "-d");
-    bare.run_detached("execbox", &["sleep", "100000"]);
+    eprintln!("bench: exec");
+    ours.run_detached("oexecbox", &ours_rt, &["sleep", "100000"]);
+    go_run(&go, &go_rt, "gexecbox", &["sleep", "100000"], "-d");
+    bare.run_detached("bexecbox", &["sleep", "100000"]);
     let mut s: [Vec<Sample>; 3] = Default::default();
     for i in 0..n + cfg.warmup {
         for &k in &bench::rotation(i) {
             let eid = format!("e{i}");
             let t = match k {
                 0 => time_ok(|| {
-                    ours.ctr(&["tasks", "exec", "--exec-id", &eid, "execbox", "/bin/true"])
+                    ours.ctr(&["tasks", "exec", "--exec-id", &eid, "oexecbox", "/bin/true"])
                         .status
                         .success()
                 }),
                 1 => time_ok(|| {
-                    go.ctr(&["tasks", "exec", "--exec-id", &eid, "execbox", "/bin/true"])
+                    go.ctr(&["tasks", "exec", "--exec-id", &eid, "gexecbox", "/bin/true"])
                         .status
                         .success()
                 }),
-                _ => time_ok(|| bare.exec("execbox", &["/bin/true"])),
+                _ => time_ok(|| bare.exec("bexecbox", &["/bin/true"])),
             };
             if i >= cfg.warmup {
                 s[k].push(t);
@@ -102,20 +102,16 @@ fn main() {
         shim_memory(&ours, "containerd-shim-runsc-v1"),
         shim_memory(&go, "containerd-shim-runc-v2"),
     ];
-    for j in 0..4 {
-        let annos = pod_annotations(j + 1);
-        let a: Vec<&str> = ours_rt
-            .iter()
-            .copied()
-            .chain(annos.iter().map(String::as_str))
-            .collect();
-        ours.run_detached(&format!("podm{j}"), &a, &["sleep", "100000"]);
-        let b: Vec<&str> = go_rt
-            .iter()
-            .copied()
-            .chain(annos.iter().map(String::as_str))
-            .collect();
-        go_run(&go, &b, &format!("podm{j}"), &["sleep", "100000"], "-d");
+    eprintln!("bench: memory");
+    for j in 0..5 {
+        let annos = pod_annotations("opod", j);
+        let mut a: Vec<&str> = ours_rt.clone();
+        a.extend(annos.iter().map(String::as_str));
+        go_run(&ours, &a, &format!("opod{j}"), &["sleep", "100000"], "-d");
+        // containerd's runc shim cannot run a runsc pod (its `runsc start`
+        // waits on pipes the sub-container's gofer keeps open): five
+        // separate containers, one shim each, are its equivalent.
+        go_run(&go, &go_rt, &format!("gpod{j}"), &["sleep", "100000"], "-d");
     }
     thread::sleep(Duration::from_secs(2));
     let mem_pod = [
@@ -123,13 +119,13 @@ fn main() {
         shim_memory(&go, "containerd-shim-runc-v2"),
     ];
 
-    // stdout: 512 MiB through ctr run vs bare runsc into a pipe.
+    eprintln!("bench: stdout");
     let mut s: [Vec<Sample>; 3] = Default::default();
     let dd = ["dd", "if=/dev/zero", "bs=1M", "count=512"];
     let iters = cfg.iterations.clamp(1, 5);
     for i in 0..iters + 1 {
         for &k in &bench::rotation(i) {
-            let id = format!("dd-{i}");
+            let id = format!("{}dd-{i:03}", PREFIX[k]);
             let mut cmd = match k {
                 0 => {
                     let mut c = ours.ctr_cmd();
@@ -160,7 +156,7 @@ fn main() {
         s.map(|v| Stats::of(&v)),
     );
 
-    // 20 concurrent starts.
+    eprintln!("bench: 20 concurrent starts");
     let mut conc = [Vec::new(), Vec::new()];
     for round in 0..iters {
         for &k in &bench::rotation(round)[..] {
@@ -176,7 +172,9 @@ fn main() {
             let failures = thread::scope(|sc| {
                 let hs: Vec<_> = (0..20)
                     .map(|j| {
-                        let id = format!("cc{round}-{j}");
+                        // Fixed width: runsc 20221219 resolves ids by prefix
+                        // and fails on "cc1" while "cc10" is being created.
+                        let id = format!("{}cc{round:02}-{j:02}", PREFIX[k]);
                         sc.spawn(move || {
                             let mut a = vec!["run", "--rm"];
                             a.extend_from_slice(rt);
@@ -212,17 +210,22 @@ fn main() {
         eprintln!("results written to {}", out.display());
     }
     bare.cleanup();
-    ours.stop_and_check();
     go.remove_all();
+    drop(go);
+    ours.stop_and_check();
 }
 
-fn pod_annotations(j: usize) -> Vec<String> {
-    let kind = if j == 1 { "sandbox" } else { "container" };
+/// Id prefixes per configuration: runsc sandbox ids are host-global.
+const PREFIX: [&str; 3] = ["o", "g", "b"];
+
+/// CRI annotations making `<pod>0` the sandbox and `<pod>1..` its members.
+fn pod_annotations(pod: &str, j: usize) -> Vec<String> {
+    let kind = if j == 0 { "sandbox" } else { "container" };
     vec![
         "--annotation".into(),
         format!("io.kubernetes.cri.container-type={kind}"),
         "--annotation".into(),
-        "io.kubernetes.cri.sandbox-id=podm0".into(),
+        format!("io.kubernetes.cri.sandbox-id={pod}0"),
     ]
 }
 
@@ -387,7 +390,10 @@ impl Bare {
     }
 
     fn cleanup(&self) {
-        let _ = self.runsc().args(["delete", "--force", "execbox"]).status();
+        let _ = self
+            .runsc()
+            .args(["delete", "--force", "bexecbox"])
+            .status();
         let _ = fs::remove_dir_all(&self.root);
     }
 }

@@ -106,3 +106,21 @@ fn run_and_exec_event_sequences() {
     assert_eq!(topics, want, "events:\n{}", ev.seen.join("\n"));
     c.stop_and_check();
 }
+
+#[test]
+fn oom_kill_is_published_before_the_exit() {
+    let c = Containerd::start();
+    let mut ev = EventLog::start(&c);
+    // 64 MiB for the whole sandbox; tail buffers /dev/zero (no newline) forever.
+    let out = c.run(
+        "oom1",
+        &["--memory-limit", "67108864"],
+        &["sh", "-c", "tail /dev/zero"],
+    );
+    assert_eq!(out.code(), 137, "{}", out.err());
+    let topics = ev.topics_until("oom1", "/tasks/exit");
+    let oom = topics.iter().position(|t| t == "/tasks/oom");
+    let exit = topics.iter().position(|t| t == "/tasks/exit");
+    assert!(oom.is_some() && oom < exit, "events: {topics:?}");
+    c.stop_and_check();
+}

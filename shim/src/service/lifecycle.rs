@@ -228,10 +228,14 @@ impl Service {
         init.transition(&[Status::Created], Status::Running)?;
         let res = self.start_init(&c).await;
         if let Err(e) = res {
-            // Leave it stopped so containerd can delete it.
             if c.sub || c.restore_from.is_some() {
+                // Leave it stopped so containerd can delete it.
                 init.io.close().await;
                 init.set_exited(128);
+            } else {
+                // The sandbox may live on; Delete of a created container
+                // force-deletes it (unless its exit was seen meanwhile).
+                let _ = init.transition(&[Status::Running], Status::Created);
             }
             return Err(e);
         }
