@@ -37,6 +37,7 @@ pub struct RunscShim {
     id: String,
     bundle: PathBuf,
     socket: String,
+    service: std::sync::OnceLock<TaskService>,
 }
 
 #[async_trait]
@@ -56,6 +57,7 @@ impl Shim for RunscShim {
             id: args.id.clone(),
             bundle,
             socket: args.socket.clone(),
+            service: std::sync::OnceLock::new(),
         }
     }
 
@@ -71,6 +73,9 @@ impl Shim for RunscShim {
 
     async fn wait(&mut self) {
         self.exit.wait().await;
+        if let Some(s) = self.service.get() {
+            s.finish_cleanups().await;
+        }
         // containerd-shim removes the socket named in `./address`, but the
         // first container's bundle (our cwd) may already be gone in a pod;
         // a leaked socket costs an inode forever (gvisor#13509).
@@ -95,12 +100,14 @@ impl Shim for RunscShim {
                 Reaper::default()
             }
         };
-        TaskService::new(
+        let service = TaskService::new(
             Events::new(Some(publisher), &self.namespace),
             &self.namespace,
             self.exit.clone(),
             reaper,
-        )
+        );
+        let _ = self.service.set(service.clone());
+        service
     }
 }
 

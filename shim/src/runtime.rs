@@ -27,6 +27,21 @@ pub fn build_runsc(
         .build()
 }
 
+/// The same client without `--log`: for a cleanup that may outlive the
+/// bundle (containerd removes it right after Delete and Shutdown).
+pub fn without_log(r: &Runsc) -> Runsc {
+    let mut g = GlobalOpts::default()
+        .command(r.command())
+        .log_format(LogFormat::Json)
+        .pdeath_signal(nix::sys::signal::Signal::SIGKILL)
+        .config_map(r.config().clone())
+        .monitor(r.monitor().clone());
+    if let Some(root) = r.root() {
+        g = g.root(root);
+    }
+    g.build()
+}
+
 /// The flags every runsc call of a container gets: `[runsc_config]` with
 /// `%ID%` (sandbox) and `%CID%` (container) substituted, plus
 /// `--network=none` when the spec wants a private network namespace and the

@@ -124,3 +124,15 @@ fn null_io() {
     assert_eq!(out.out(), "");
     c.stop_and_check();
 }
+
+#[test]
+fn same_id_reused_at_once() {
+    // The previous shim of an id may still be removing runsc's state.
+    let c = Containerd::start();
+    for n in 0..3 {
+        let out = c.run("again", &[], &["echo", &n.to_string()]);
+        assert_eq!(out.code(), 0, "{}", out.err());
+        assert_eq!(out.out(), format!("{n}\n"));
+    }
+    c.stop_and_check();
+}

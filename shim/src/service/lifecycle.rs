@@ -27,6 +27,22 @@ pub(super) fn read_pid(path: &Path) -> Result<i32> {
         .map_err(|_| Error::Other(format!("pid file {} holds {s:?}", path.display())))
 }
 
+/// A container id can come back while the previous shim of that id still
+/// removes runsc's state in the background, or after a crash left it behind:
+/// wait briefly, then force it away, so `runsc create` starts clean.
+async fn settle_stale_state(runsc: &runsc::Runsc, root: &str, id: &str) {
+    for _ in 0..100 {
+        if !runtime::runsc_knows(root, id) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    log::warn!("stale runsc state for id={id}: force-deleting it");
+    if let Err(e) = runsc.delete(id, DeleteOpts { force: true }).await {
+        log::warn!("runsc delete id={id}: {e}");
+    }
+}
+
 /// runsc's stdio for a process from what shim-io opened.
 pub(super) fn runtime_stdio(io: &ProcessIo) -> runsc::Stdio {
     let rs = io.take_runtime_stdio();
@@ -110,6 +126,7 @@ impl Service {
             Arc::new(runsc::LogMonitor::new(Arc::new(self.reaper.clone()))),
         );
 
+        settle_stale_state(&runsc, &root, &id).await;
         let rootfs_mounted = mount::mount_rootfs(&bundle, &req.rootfs)?;
         let undo_mount = |b: &Path| {
             if rootfs_mounted {
@@ -391,7 +408,21 @@ impl Service {
         p.transition(&[Status::Created, Status::Stopped], Status::Deleted)?;
         if req.exec_id.is_empty() {
             // Always force: the sandbox may be gone; runsc's state files are not.
-            if let Err(e) = c.runsc.delete(&c.id, DeleteOpts { force: true }).await {
+            if !c.sub && !was_created {
+                // The sandbox has exited: what is left is runsc's state and
+                // cgroups. Do it off containerd's critical path; the shim
+                // waits for it before exiting.
+                let r = runtime::without_log(&c.runsc);
+                let id = c.id.clone();
+                self.cleanups
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .spawn(async move {
+                        if let Err(e) = r.delete(&id, DeleteOpts { force: true }).await {
+                            log::warn!("runsc delete id={id}: {e}");
+                        }
+                    });
+            } else if let Err(e) = c.runsc.delete(&c.id, DeleteOpts { force: true }).await {
                 log::warn!("runsc delete id={}: {e}", c.id);
             }
             let execs: Vec<_> = c.execs().values().cloned().collect();

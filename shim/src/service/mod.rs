@@ -42,6 +42,8 @@ pub struct Service {
     namespace: String,
     exit: Arc<ExitSignal>,
     reaper: Reaper,
+    /// runsc state cleanups still running after their Delete answered.
+    cleanups: Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl Service {
@@ -73,7 +75,21 @@ impl TaskService {
                 namespace: namespace.to_string(),
                 exit,
                 reaper,
+                cleanups: Mutex::new(tokio::task::JoinSet::new()),
             }),
+        }
+    }
+
+    /// Waits (bounded) for background cleanups; called before the shim exits.
+    pub async fn finish_cleanups(&self) {
+        let mut set =
+            std::mem::take(&mut *self.svc.cleanups.lock().unwrap_or_else(|p| p.into_inner()));
+        let all = async { while set.join_next().await.is_some() {} };
+        if tokio::time::timeout(std::time::Duration::from_secs(10), all)
+            .await
+            .is_err()
+        {
+            log::warn!("runsc cleanups did not finish in 10s");
         }
     }
 }
