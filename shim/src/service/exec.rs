@@ -87,28 +87,45 @@ impl Service {
         let _ = std::fs::remove_file(&internal_file);
         let mut spec = p.spec.clone().unwrap_or_default();
         spec.set_terminal(Some(p.stdio.terminal));
+        // runsc 0.0~20221219 sets up a console only for `exec --detach`;
+        // without a terminal, attached is cheaper: the `runsc exec` child is
+        // ours and exits with the process, saving the second runsc start
+        // that `--detach` costs.
+        let detach = p.stdio.terminal;
         let opts = ExecOpts {
             stdio: runtime_stdio(&p.io),
             pid_file: Some(pid_file.clone()),
             internal_pid_file: Some(internal_file.clone()),
             console_socket: p.io.console_socket(),
-            detach: true,
+            detach,
         };
-        let res = c.runsc.exec(&c.id, &spec, opts).await;
-        let pid = match res
-            .map_err(|e| Error::runsc(format!("exec {exec_id} in container {}", c.id), e))
-            .and_then(|_| read_pid(&pid_file))
-        {
-            Ok(pid) => pid as u32,
+        let runsc = c.runsc.clone();
+        let cid = c.id.clone();
+        let mut run = tokio::spawn(async move { runsc.exec(&cid, &spec, opts).await });
+        let started = if detach {
+            match (&mut run).await {
+                Ok(Ok(_)) => read_pid(&pid_file).map(|p| p as u32),
+                Ok(Err(e)) => Err(Error::runsc(
+                    format!("exec {exec_id} in container {}", c.id),
+                    e,
+                )),
+                Err(e) => Err(Error::Other(format!("runsc exec task: {e}"))),
+            }
+        } else {
+            // runsc writes the pid file once the process runs in the sandbox.
+            wait_for_pid_file(&pid_file, &mut run).await
+        };
+        let pid = match started {
+            Ok(pid) => pid,
             Err(e) => {
                 p.io.close().await;
                 p.set_exited(128);
                 return Err(e);
             }
         };
-        // The waiting `runsc exec` child exits with the process; it may
-        // already have, which the reaper kept for us.
-        let rx = self.reaper.claim(pid);
+        // Detached, the waiting `runsc exec` child is reparented to us and
+        // may already have exited: the reaper keeps that for us.
+        let reaped = detach.then(|| self.reaper.claim(pid));
         p.set_pid(pid);
         p.set_internal_pid(read_pid(&internal_file).ok());
         let _ = std::fs::remove_file(&pid_file);
@@ -124,10 +141,60 @@ impl Service {
                 ..Default::default()
             })
             .await;
-        self.clone().watch_exit(c, p, rx);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let status = match reaped {
+                Some(rx) => rx.await.map(|e| e.status).unwrap_or(255),
+                None => match run.await {
+                    Ok(Ok(code)) => code,
+                    Ok(Err(e)) => {
+                        log::warn!("runsc exec id={} exec_id={}: {e}", c.id, p.exec_id);
+                        128
+                    }
+                    Err(_) => 255,
+                },
+            };
+            svc.process_exited(&c, &p, status).await;
+        });
         Ok(api::StartResponse {
             pid,
             ..Default::default()
         })
+    }
+}
+
+/// Waits until `runsc exec` wrote its pid file (the process started) or
+/// ended first (it failed, or the process was very short).
+async fn wait_for_pid_file(
+    pid_file: &std::path::Path,
+    run: &mut tokio::task::JoinHandle<runsc::Result<i32>>,
+) -> Result<u32> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        if let Ok(pid) = read_pid(pid_file) {
+            return Ok(pid as u32);
+        }
+        if run.is_finished() {
+            if let Ok(pid) = read_pid(pid_file) {
+                return Ok(pid as u32);
+            }
+            return match run.await {
+                Ok(Err(e)) => Err(Error::runsc("exec", e)),
+                Ok(Ok(code)) => Err(Error::Other(format!(
+                    "runsc exec exited with {code} before the process started"
+                ))),
+                Err(e) => Err(Error::Other(format!("runsc exec task: {e}"))),
+            };
+        }
+        if tokio::time::Instant::now() >= deadline {
+            run.abort();
+            return Err(Error::Other(format!(
+                "runsc exec did not start the process within 30s ({} missing)",
+                pid_file.display()
+            )));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
     }
 }
