@@ -30,7 +30,7 @@ unit: ## Unit tests (no containerd, no runsc)
 integration: build ## Real runsc and containerd suites (root)
 	RUNSC_SHIM_DIR=$(CURDIR)/target/$(PROFILE) $(CARGO) test --locked --workspace --tests -- --test-threads=2
 
-test: deps lint unit integration ## Everything CI runs
+test: deps lint unit integration bench-smoke ## Everything CI runs
 
 demo: deps build ## Private containerd + our shim + busybox under gVisor
 	./scripts/demo.sh target/$(PROFILE)
