@@ -5,44 +5,11 @@
 
 use std::{
     fs, io,
-    os::unix::fs::symlink,
     path::{Path, PathBuf},
     process::Command,
 };
 
 use tempfile::TempDir;
-
-/// Host busybox copied into every rootfs (must be statically linked).
-pub const BUSYBOX: &str = "/bin/busybox";
-
-/// Applets linked into `rootfs/bin`.
-pub const APPLETS: &[&str] = &[
-    "sh",
-    "echo",
-    "cat",
-    "sleep",
-    "true",
-    "false",
-    "ls",
-    "dd",
-    "wc",
-    "env",
-    "pwd",
-    "id",
-    "date",
-    "seq",
-    "head",
-    "tail",
-    "mkdir",
-    "kill",
-    "ps",
-    "grep",
-    "md5sum",
-    "sha256sum",
-    "yes",
-    "mount",
-    "hostname",
-];
 
 /// A bundle directory (removed on drop) holding `config.json` and `rootfs/`.
 #[derive(Debug)]
@@ -54,15 +21,8 @@ impl Bundle {
     /// Bundle whose process runs `args` (e.g. `["sh", "-c", "exit 3"]`).
     pub fn busybox(args: &[&str]) -> io::Result<Bundle> {
         let dir = tempfile::Builder::new().prefix("bundle-").tempdir()?;
-        let bin = dir.path().join("rootfs/bin");
-        fs::create_dir_all(&bin)?;
-        fs::copy(BUSYBOX, bin.join("busybox"))?;
-        for applet in APPLETS {
-            symlink("busybox", bin.join(applet))?;
-        }
-        for d in ["proc", "dev", "sys", "tmp", "etc"] {
-            fs::create_dir_all(dir.path().join("rootfs").join(d))?;
-        }
+        // The same rootfs as the image the end-to-end tests import.
+        crate::image::write_busybox_rootfs(&dir.path().join("rootfs"))?;
         let out = Command::new("runsc")
             .arg("spec")
             .current_dir(dir.path())
@@ -124,8 +84,5 @@ pub fn require_root_and_runsc() {
         found,
         "runsc is not on PATH; install gVisor's runsc (e.g. `make deps`) before running these tests"
     );
-    assert!(
-        Path::new(BUSYBOX).is_file(),
-        "{BUSYBOX} is missing; install busybox-static"
-    );
+    crate::image::busybox();
 }
