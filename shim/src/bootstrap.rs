@@ -121,7 +121,7 @@ fn start(opts: StartOpts, bundle: &Path) -> crate::Result<String> {
     let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &key);
     let socket_path = address.trim_start_matches("unix://");
 
-    if Path::new(socket_path).exists() && UnixStream::connect(socket_path).is_ok() {
+    if serving(socket_path) {
         write_address(bundle, &address)?;
         return Ok(address);
     }
@@ -175,6 +175,22 @@ fn start(opts: StartOpts, bundle: &Path) -> crate::Result<String> {
     Ok(address)
 }
 
+/// True if a shim serves `path`. A busy server may be slow to accept, so a
+/// socket that exists gets a few tries before it counts as stale (a second
+/// server would take the pod's socket over).
+fn serving(path: &str) -> bool {
+    for _ in 0..20 {
+        if !Path::new(path).exists() {
+            return false;
+        }
+        if UnixStream::connect(path).is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
 fn write_address(bundle: &Path, address: &str) -> crate::Result<()> {
     let p = bundle.join("address");
     std::fs::write(&p, address).map_err(|e| crate::Error::os(format!("write {}", p.display()), e))
@@ -197,6 +213,10 @@ async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<Delet
             (o, root, Default::default())
         }
     };
+    // containerd runs us as soon as it dropped its connection, while the
+    // server may still be removing runsc's state: let it finish rather than
+    // race it (two concurrent deletes can leave runsc's lock file behind).
+    wait_for_server_cleanup(bundle, &root, id).await;
     // Skip the runsc start-up when runsc holds no state for this container
     // (the usual case: the shim already deleted it).
     if runtime::runsc_knows(&root, id) {
@@ -211,4 +231,28 @@ async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<Delet
     resp.exit_status = 128 + libc::SIGKILL as u32;
     resp.exited_at = Some(crate::convert::now()).into();
     Ok(resp)
+}
+
+/// Waits (bounded) while runsc still holds state for `id` and the shim
+/// server recorded in `<bundle>/shim.pid` is alive to remove it.
+async fn wait_for_server_cleanup(bundle: &Path, root: &str, id: &str) {
+    let Some(pid) = std::fs::read_to_string(bundle.join("shim.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    if pid == std::process::id() {
+        return;
+    }
+    let me = std::fs::read_link("/proc/self/exe").ok();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline && runtime::runsc_knows(root, id) {
+        // Same binary still at that pid: our server, not a recycled pid.
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        if exe.is_none() || exe != me {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
