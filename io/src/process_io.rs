@@ -166,6 +166,38 @@ impl ProcessIo {
         self.lock().runtime.take().unwrap_or_default()
     }
 
+    /// Fresh runtime descriptors on the client's stdout/stderr FIFOs (Direct
+    /// mode), for a runtime process that replaces the first one (a sandbox
+    /// restored in place after a checkpoint). stdin, files, logging binaries
+    /// and terminals are not reattached: those fields are `None`.
+    pub fn reopen_outputs(&self) -> Result<RuntimeStdio> {
+        use std::os::fd::AsRawFd;
+        let g = self.lock();
+        let mut rt = RuntimeStdio::default();
+        for sink in &g.outputs {
+            let Sink::Fifo { name, fd } = sink else {
+                continue;
+            };
+            // Opening /proc/self/fd/N of a FIFO opens the FIFO again; our
+            // O_RDWR reference is a reader, so O_WRONLY cannot block.
+            let p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+            let w =
+                crate::fifo::open_nonblock(&p, nix::fcntl::OFlag::O_WRONLY, "reopen output fifo")?;
+            crate::fifo::set_nonblocking(&w, false)
+                .map_err(|e| Error::io("reopen output fifo", p.display().to_string(), e))?;
+            match name.as_str() {
+                "stderr" => rt.stderr = Some(w),
+                _ => rt.stdout = Some(w),
+            }
+        }
+        if rt.stderr.is_none() && self.stderr == self.stdout {
+            if let Some(out) = &rt.stdout {
+                rt.stderr = Some(dup_for(out, &self.stderr)?);
+            }
+        }
+        Ok(rt)
+    }
+
     /// Terminal mode: the path to pass as `--console-socket`.
     pub fn console_socket(&self) -> Option<PathBuf> {
         self.console_path.clone()

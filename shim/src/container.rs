@@ -236,6 +236,10 @@ pub struct Container {
     pub options: crate::options::Options,
     /// OOM kills already reported.
     pub ooms_seen: AtomicU64,
+    /// While a checkpoint restores the container in place, the old
+    /// sandbox's exit is kept here instead of being reported:
+    /// None = not parking, Some(None) = parking, Some(Some(s)) = parked.
+    pub parked_exit: Mutex<Option<Option<i32>>>,
 }
 
 impl Container {
@@ -252,6 +256,36 @@ impl Container {
         self.execs().get(exec_id).cloned().ok_or_else(|| {
             Error::NotFound(format!("exec {exec_id} not found in container {}", self.id))
         })
+    }
+
+    fn parking(&self) -> MutexGuard<'_, Option<Option<i32>>> {
+        self.parked_exit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts keeping the init's next exit instead of reporting it.
+    pub fn park_exit(&self) {
+        *self.parking() = Some(None);
+    }
+
+    /// Parks `status` if parking; false means report it as usual.
+    pub fn try_park(&self, status: i32) -> bool {
+        match self.parking().as_mut() {
+            Some(slot) => {
+                *slot = Some(status);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether an exit is parked.
+    pub fn exit_parked(&self) -> bool {
+        matches!(*self.parking(), Some(Some(_)))
+    }
+
+    /// Stops parking; returns the parked exit, if any.
+    pub fn unpark_exit(&self) -> Option<i32> {
+        self.parking().take().flatten()
     }
 
     /// Finds the host cgroup of the sandbox pid (once).

@@ -2,21 +2,15 @@
 
 use std::sync::Arc;
 
-use containerd_shim::{
-    api,
-    protos::{
-        protobuf::Message,
-        shim::oci::{CheckpointOptions, ProcessDetails},
-    },
-};
-use runsc::{CheckpointOpts, DeleteOpts, KillOpts};
+use containerd_shim::{api, protos::shim::oci::ProcessDetails};
+use runsc::{DeleteOpts, KillOpts};
 
 use super::Service;
 use crate::{
     container::Status,
     convert,
     error::{Error, Result},
-    events::{TaskCheckpointed, TaskPaused, TaskResumed},
+    events::{TaskPaused, TaskResumed},
 };
 
 const SIGKILL: u32 = libc::SIGKILL as u32;
@@ -196,66 +190,6 @@ impl Service {
             }
             Err(e) => Err(Error::runsc(format!("update container {}", c.id), e)),
         }
-    }
-
-    pub(super) async fn checkpoint(&self, req: api::CheckpointTaskRequest) -> Result<api::Empty> {
-        let c = self.container(&req.id)?;
-        // containerd pauses a task around its checkpoint.
-        if !matches!(c.init.status(), Status::Running | Status::Paused) {
-            return Err(Error::FailedPrecondition(format!(
-                "container {} is not running",
-                c.id
-            )));
-        }
-        let opts = match req.options.as_ref() {
-            Some(a) if !a.value.is_empty() => CheckpointOptions::parse_from_bytes(&a.value)
-                .map_err(|e| Error::InvalidArgument(format!("invalid checkpoint options: {e}")))?,
-            _ => CheckpointOptions::default(),
-        };
-        let image = if req.path.is_empty() {
-            opts.image_path.clone()
-        } else {
-            req.path.clone()
-        };
-        if image.is_empty() {
-            return Err(Error::InvalidArgument(
-                "checkpoint needs an image path".into(),
-            ));
-        }
-        if !opts.exit {
-            // runsc 0.0~20221219 hangs in `checkpoint --leave-running` on a
-            // running sandbox and panics on a paused one, losing it.
-            return Err(Error::Unimplemented(format!(
-                "checkpoint of container {} that leaves it running is not supported by this runsc; checkpoint with exit (ctr task checkpoint --exit)",
-                c.id
-            )));
-        }
-        std::fs::create_dir_all(&image).map_err(|e| Error::os(format!("create {image}"), e))?;
-        // containerd pauses a task around its checkpoint, but runsc cannot
-        // checkpoint a paused sandbox.
-        if c.init.status() == Status::Paused {
-            c.runsc.resume(&c.id).await.map_err(|e| {
-                Error::runsc(format!("resume container {} to checkpoint it", c.id), e)
-            })?;
-            let _ = c.init.transition(&[Status::Paused], Status::Running);
-        }
-        c.runsc
-            .checkpoint(
-                &c.id,
-                CheckpointOpts {
-                    image_path: image.clone().into(),
-                    leave_running: false,
-                },
-            )
-            .await
-            .map_err(|e| Error::runsc(format!("checkpoint container {} to {image}", c.id), e))?;
-        self.events
-            .send(TaskCheckpointed {
-                container_id: c.id.clone(),
-                ..Default::default()
-            })
-            .await;
-        Ok(api::Empty::new())
     }
 
     pub(super) async fn stats(&self, req: api::StatsRequest) -> Result<api::StatsResponse> {

@@ -202,6 +202,7 @@ impl Service {
             restore_from,
             ooms_seen: 0.into(),
             cgroup: Default::default(),
+            parked_exit: Default::default(),
             options,
         });
         container.set_cgroup_from_pid(pid);
@@ -342,6 +343,9 @@ impl Service {
                 Ok(exit) => exit.status,
                 Err(_) => 255,
             };
+            if p.exec_id.is_empty() && c.try_park(status) {
+                return;
+            }
             self.process_exited(&c, &p, status).await;
         });
     }

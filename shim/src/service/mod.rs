@@ -4,9 +4,11 @@
 //!
 //! - `lifecycle.rs`: Create, Start, Delete and exit handling.
 //! - `exec.rs`: Exec and starting exec processes.
+//! - `checkpoint.rs`: Checkpoint, leaving the task running or not.
 //! - `control.rs`: Kill, Pause, Resume, Pids, CloseIO, ResizePty, Update,
-//!   Checkpoint, Stats, State, Wait, Connect, Shutdown.
+//!   Stats, State, Wait, Connect, Shutdown.
 
+mod checkpoint;
 mod control;
 mod exec;
 mod lifecycle;
@@ -197,7 +199,7 @@ impl Task for TaskService {
         req: api::CheckpointTaskRequest,
     ) -> TtrpcResult<api::Empty> {
         log_req("checkpoint", &req.id, "");
-        Ok(self.svc.checkpoint(req).await?)
+        Ok(self.svc.clone().checkpoint(req).await?)
     }
 
     async fn stats(
