@@ -77,7 +77,8 @@ fn runtime_config_path_with_runsc_config_and_id() {
     fs::write(
         &cfg,
         format!(
-            "log_level = \"debug\"\n[runsc_config]\ndebug = \"true\"\ndebug-log = \"{}/%ID%/\"\n",
+            "log_level = \"debug\"\nlog_path = \"{}/shim/\"\n[runsc_config]\ndebug = \"true\"\ndebug-log = \"{}/%ID%/\"\n",
+            logs.display(),
             logs.display()
         ),
     )
@@ -92,6 +93,9 @@ fn runtime_config_path_with_runsc_config_and_id() {
     let per_id = logs.join("cfg1");
     let n = fs::read_dir(&per_id).map(|d| d.count()).unwrap_or(0);
     assert!(n > 0, "no runsc debug logs in {}", per_id.display());
+    // log_path ending in '/' gets runsc-shim-<id>.log, as gVisor's shim does.
+    let shim_log = fs::read_to_string(logs.join("shim/runsc-shim-cfg1.log")).unwrap_or_default();
+    assert!(shim_log.contains("id=cfg1"), "shim log: {shim_log:?}");
     c.stop_and_check();
 }
 
