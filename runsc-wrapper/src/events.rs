@@ -23,7 +23,6 @@ use crate::{
     error::{Error, Result},
     exec::{argv_of, spawn_reader},
     global::Runsc,
-    monitor::describe,
     opts::EventsOpts,
     types::Event,
 };
@@ -72,15 +71,7 @@ impl Runsc {
             .stdout(StdStdio::piped())
             .stderr(StdStdio::piped());
         let argv = argv_of(&cmd);
-        let (mut child, exit_rx) =
-            self.monitor
-                .start(&mut cmd)
-                .await
-                .map_err(|source| Error::Spawn {
-                    subcommand: "events".into(),
-                    command: describe(&cmd),
-                    source,
-                })?;
+        let (mut child, exit_rx) = self.spawn("events", &mut cmd).await?;
         let pid = i32::try_from(child.id()).unwrap_or(-1);
         let stderr = spawn_reader(child.stderr.take());
         let stdout = child

@@ -148,6 +148,22 @@ async fn collect(handle: Option<JoinHandle<Vec<u8>>>) -> Vec<u8> {
 }
 
 impl Runsc {
+    /// Spawns `cmd` through the monitor (subscribed to its exit first).
+    pub(crate) async fn spawn(
+        &self,
+        subcommand: &str,
+        cmd: &mut Command,
+    ) -> Result<(std::process::Child, crate::ExitReceiver)> {
+        self.monitor
+            .start(cmd)
+            .await
+            .map_err(|source| Error::Spawn {
+                subcommand: subcommand.to_string(),
+                command: describe(cmd),
+                source,
+            })
+    }
+
     /// Runs `cmd` to completion. A non-zero exit is reported in the
     /// [`Outcome`], not as an error; only failing to spawn or wait is.
     pub(crate) async fn execute(
@@ -174,15 +190,7 @@ impl Runsc {
             }
         };
         let argv = argv_of(&cmd);
-        let (mut child, exit_rx) =
-            self.monitor
-                .start(&mut cmd)
-                .await
-                .map_err(|source| Error::Spawn {
-                    subcommand: subcommand.to_string(),
-                    command: describe(&cmd),
-                    source,
-                })?;
+        let (mut child, exit_rx) = self.spawn(subcommand, &mut cmd).await?;
         // Drop the Command now: it owns the parent's copies of any container
         // fds, which must not stay open in this process.
         drop(cmd);
