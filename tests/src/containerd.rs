@@ -337,6 +337,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             let _ = fs::remove_file(Path::new(SOCKET_DIR).join(s));
         }
         let _ = fs::remove_dir_all(runsc_root(&self.namespace));
+        // containerd's runc shim (the benchmark's baseline) keeps its
+        // runtime's state under /run/containerd/runc/<namespace>.
+        let _ = fs::remove_dir_all(Path::new("/run/containerd/runc").join(&self.namespace));
     }
 }
 
