@@ -144,7 +144,7 @@ fn start(opts: StartOpts, bundle: &Path) -> crate::Result<String> {
         .args(["-address", &opts.address, "-socket", &address])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(server_stderr(bundle));
     if opts.debug {
         cmd.arg("-debug");
     }
@@ -164,15 +164,37 @@ fn start(opts: StartOpts, bundle: &Path) -> crate::Result<String> {
         let mut sink = Vec::new();
         let _ = out.read_to_end(&mut sink);
     }
-    if let Ok(Some(status)) = child.try_wait() {
-        if !status.success() && !Path::new(socket_path).exists() {
-            return Err(crate::Error::Other(format!(
-                "shim server exited with {status} before serving {address}"
-            )));
+    // EOF also comes from a server that died before listening: make sure it
+    // serves, or say why it exited, before containerd dials it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            if !status.success() || !Path::new(socket_path).exists() {
+                let why = std::fs::read_to_string(bundle.join(SERVER_STDERR)).unwrap_or_default();
+                return Err(crate::Error::Other(format!(
+                    "shim server exited with {status} before serving {address}: {}",
+                    why.trim()
+                )));
+            }
+            break;
         }
+        if UnixStream::connect(socket_path).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
     write_address(bundle, &address)?;
     Ok(address)
+}
+
+/// Where the server's stderr goes: its bootstrap errors, which `start`
+/// reports if the server dies before serving.
+const SERVER_STDERR: &str = "shim-server.err";
+
+fn server_stderr(bundle: &Path) -> Stdio {
+    std::fs::File::create(bundle.join(SERVER_STDERR))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
 }
 
 /// True if a shim serves `path`. A busy server may be slow to accept, so a

@@ -26,7 +26,6 @@ pub struct Containerd {
     child: Option<Child>,
     socket: PathBuf,
     namespace: String,
-    sockets_before: BTreeSet<String>,
 }
 
 /// A namespace no other test (or earlier run) uses: runsc keeps its state
@@ -97,16 +96,6 @@ fn busybox_image() -> &'static Path {
     })
 }
 
-fn list_sockets() -> BTreeSet<String> {
-    fs::read_dir(SOCKET_DIR)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl Containerd {
     /// Starts containerd with our shim's directory first on `PATH` and imports
     /// the busybox image as [`image::IMAGE_REF`].
@@ -148,7 +137,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             path.push(p);
         }
         let log = fs::File::create(d.join("containerd.log")).expect("log file");
-        let sockets_before = list_sockets();
         let child = Command::new("containerd")
             .arg("--config")
             .arg(d.join("config.toml"))
@@ -163,7 +151,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             child: Some(child),
             socket,
             namespace: unique_namespace(),
-            sockets_before,
         };
         c.wait_ready();
         c.ctr_ok(&["images", "import", &busybox_image().to_string_lossy()]);
@@ -238,6 +225,31 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
 
+    /// Shim sockets of this containerd that exist now. Tests run in
+    /// parallel, so only sockets whose name derives (as containerd derives
+    /// it) from this containerd's address, namespace and one of the
+    /// container ids it saw count; the others belong to other tests.
+    pub fn own_sockets(&self) -> Vec<PathBuf> {
+        use sha2::{Digest, Sha256};
+        let log = self.log();
+        let ids: BTreeSet<&str> = log
+            .lines()
+            .filter(|l| l.contains("msg=\"prepare snapshot\""))
+            .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("key=")))
+            .collect();
+        ids.into_iter()
+            .map(|id| {
+                let key = format!("{}/{}/{id}", self.socket.display(), self.namespace);
+                let hex: String = Sha256::digest(key.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                Path::new(SOCKET_DIR).join(hex)
+            })
+            .filter(|p| p.exists())
+            .collect()
+    }
+
     /// Pids of shim processes serving this containerd.
     pub fn shim_pids(&self) -> Vec<i32> {
         pids_matching(|cmd| {
@@ -263,8 +275,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         for pid in self.shim_pids() {
             out.push(format!("shim process {pid}"));
         }
-        for s in list_sockets().difference(&self.sockets_before) {
-            out.push(format!("socket {SOCKET_DIR}/{s}"));
+        for s in self.own_sockets() {
+            out.push(format!("socket {}", s.display()));
         }
         let root = runsc_root(&self.namespace);
         let root_s = root.to_string_lossy().into_owned();
@@ -333,8 +345,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         for m in mounts {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
-        for s in list_sockets().difference(&self.sockets_before) {
-            let _ = fs::remove_file(Path::new(SOCKET_DIR).join(s));
+        for s in self.own_sockets() {
+            let _ = fs::remove_file(s);
         }
         let _ = fs::remove_dir_all(runsc_root(&self.namespace));
         // containerd's runc shim (the benchmark's baseline) keeps its
