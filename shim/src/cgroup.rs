@@ -128,6 +128,16 @@ impl HostCgroup {
         fs::write(&p, value).map_err(|e| Error::os(format!("write {value} to {}", p.display()), e))
     }
 
+    /// Current pids and their limit (0 = unlimited), in either mode.
+    pub fn pids(&self) -> (u64, u64) {
+        let current = self.read_u64("pids", "pids.current").unwrap_or(0);
+        let limit = match self.read_u64("pids", "pids.max") {
+            Some(u64::MAX) | None => 0,
+            Some(v) => v,
+        };
+        (current, limit)
+    }
+
     /// How many times the kernel OOM-killed in this cgroup.
     pub fn oom_kills(&self) -> u64 {
         match self.mode {

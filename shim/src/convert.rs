@@ -106,11 +106,7 @@ fn metrics_v1(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>) -> v1::Metr
         mem.swap = Some(entry("memory.memsw")).into();
         mem.kernel = Some(entry("memory.kmem")).into();
         mem.kernel_tcp = Some(entry("memory.kmem.tcp")).into();
-        pids.current = cg.read_u64("pids", "pids.current").unwrap_or(0);
-        pids.limit = cg
-            .read_u64("pids", "pids.max")
-            .map(|v| if v == u64::MAX { 0 } else { v })
-            .unwrap_or(0);
+        (pids.current, pids.limit) = cg.pids();
     }
     if let Some(s) = stats {
         if s.cpu.usage.total > 0 {
@@ -158,11 +154,7 @@ fn metrics_v2(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>) -> v2::Metr
         mem.usage_limit = cg.read_u64("", "memory.max").unwrap_or(0);
         mem.swap_usage = cg.read_u64("", "memory.swap.current").unwrap_or(0);
         mem.swap_limit = cg.read_u64("", "memory.swap.max").unwrap_or(0);
-        pids.current = cg.read_u64("", "pids.current").unwrap_or(0);
-        pids.limit = cg
-            .read_u64("", "pids.max")
-            .map(|v| if v == u64::MAX { 0 } else { v })
-            .unwrap_or(0);
+        (pids.current, pids.limit) = cg.pids();
     }
     if let Some(s) = stats {
         if s.cpu.usage.total > 0 {
