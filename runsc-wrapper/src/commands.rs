@@ -2,14 +2,18 @@
 //! methods). Container lifecycle calls hand runsc the container's stdio;
 //! every other call captures runsc's output.
 
-use std::path::Path;
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::{Path, PathBuf},
+    sync::{Arc, LazyLock, Mutex},
+};
 
 use oci_spec::runtime::{LinuxResources, Process};
 
 use crate::{
     error::{Error, Result},
     exec::CallIo,
-    global::Runsc,
+    global::{CallLog, Runsc},
     opts::{
         CheckpointOpts, CreateOpts, DeleteOpts, ExecOpts, KillOpts, RestoreOpts, StartOpts,
         WaitOpts,
@@ -39,19 +43,31 @@ impl Runsc {
         let mut args = vec![bundle_flag(bundle)];
         args.extend(opts.args());
         let cmd = self.command_for("create", &with_id(args, id));
-        self.execute("create", id, cmd, CallIo::Container(opts.stdio))
-            .await?
-            .check()
-            .map(drop)
+        self.execute(
+            "create",
+            id,
+            cmd,
+            CallIo::Container(opts.stdio),
+            self.timeouts.get("create"),
+        )
+        .await?
+        .check()
+        .map(drop)
     }
 
     /// `runsc start <id>`.
     pub async fn start(&self, id: &str, opts: StartOpts) -> Result<()> {
         let cmd = self.command_for("start", &with_id(opts.args(), id));
-        self.execute("start", id, cmd, CallIo::Container(opts.stdio))
-            .await?
-            .check()
-            .map(drop)
+        self.execute(
+            "start",
+            id,
+            cmd,
+            CallIo::Container(opts.stdio),
+            self.timeouts.get("start"),
+        )
+        .await?
+        .check()
+        .map(drop)
     }
 
     /// `runsc run --bundle=<bundle> [opts] <id>` in the foreground: creates,
@@ -63,7 +79,13 @@ impl Runsc {
         args.extend(opts.args());
         let cmd = self.command_for("run", &with_id(args, id));
         let out = self
-            .execute("run", id, cmd, CallIo::Container(opts.stdio))
+            .execute(
+                "run",
+                id,
+                cmd,
+                CallIo::Container(opts.stdio),
+                self.timeouts.get("run"),
+            )
             .await?;
         exit_code_or_error(out)
     }
@@ -111,8 +133,12 @@ impl Runsc {
         let mut args = vec![format!("--process={}", spec_path.display())];
         args.extend(opts.args());
         let cmd = self.command_for("exec", &with_id(args, id));
+        // Attached, the call lasts as long as the process: no deadline.
+        let deadline = self
+            .timeouts
+            .get(if opts.detach { "exec-detach" } else { "exec" });
         let out = self
-            .execute("exec", id, cmd, CallIo::Container(opts.stdio))
+            .execute("exec", id, cmd, CallIo::Container(opts.stdio), deadline)
             .await?;
         // `dir` (and the spec) lives until here: the detached child has
         // read it by the time runsc wrote the pid file and exited.
@@ -211,10 +237,16 @@ impl Runsc {
     /// bundle must describe the same container as the checkpointed one.
     pub async fn restore(&self, id: &str, opts: RestoreOpts) -> Result<()> {
         let cmd = self.command_for("restore", &with_id(opts.args(), id));
-        self.execute("restore", id, cmd, CallIo::Container(opts.stdio))
-            .await?
-            .check()
-            .map(drop)
+        self.execute(
+            "restore",
+            id,
+            cmd,
+            CallIo::Container(opts.stdio),
+            self.timeouts.get("restore"),
+        )
+        .await?
+        .check()
+        .map(drop)
     }
 
     /// `runsc update --resources=- <id>` with the resources as JSON on
@@ -245,7 +277,11 @@ impl Runsc {
             .get_or_try_init(|| async {
                 let mut cmd = std::process::Command::new(&self.command);
                 cmd.args(["help", "update"]);
-                let out = self.execute("help", "", cmd, CallIo::Capture(None)).await?;
+                let call = (cmd, CallLog::None);
+                let deadline = self.timeouts.get("help");
+                let out = self
+                    .execute("help", "", call, CallIo::Capture(None), deadline)
+                    .await?;
                 Ok::<bool, Error>(out.status == 0)
             })
             .await
@@ -256,8 +292,15 @@ impl Runsc {
     pub async fn version(&self) -> Result<String> {
         let mut cmd = std::process::Command::new(&self.command);
         cmd.arg("--version");
+        let deadline = self.timeouts.get("version");
         let out = self
-            .execute("version", "", cmd, CallIo::Capture(None))
+            .execute(
+                "version",
+                "",
+                (cmd, CallLog::None),
+                CallIo::Capture(None),
+                deadline,
+            )
             .await?
             .check()?;
         let text = out.stdout_text();
@@ -267,6 +310,78 @@ impl Runsc {
             .unwrap_or(first)
             .to_string())
     }
+}
+
+impl Runsc {
+    /// The global flags this runsc binary knows (`runsc flags`), asked once
+    /// per binary (path and modification time) in this process.
+    pub async fn flags(&self) -> Result<Arc<BTreeSet<String>>> {
+        let path = resolve_binary(&self.command);
+        let key = (
+            path.clone(),
+            std::fs::metadata(&path).and_then(|m| m.modified()).ok(),
+        );
+        let cached = FLAGS_CACHE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(flags) = cached {
+            return Ok(flags);
+        }
+        let mut cmd = std::process::Command::new(&self.command);
+        cmd.arg("flags");
+        let deadline = self.timeouts.get("flags");
+        let out = self
+            .execute(
+                "flags",
+                "",
+                (cmd, CallLog::None),
+                CallIo::Capture(None),
+                deadline,
+            )
+            .await?
+            .check()?;
+        // Go's flag usage: one `  -name [type]` line per flag, help below.
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &out.stderr;
+        let flags: BTreeSet<String> = parse_flag_names(&text);
+        if flags.is_empty() {
+            return Err(out.parse_error(custom_parse_error("no flags listed")));
+        }
+        let flags = Arc::new(flags);
+        FLAGS_CACHE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, flags.clone());
+        Ok(flags)
+    }
+}
+
+type FlagsKey = (PathBuf, Option<std::time::SystemTime>);
+
+static FLAGS_CACHE: LazyLock<Mutex<HashMap<FlagsKey, Arc<BTreeSet<String>>>>> =
+    LazyLock::new(Default::default);
+
+/// The binary a bare command name runs (first match on `PATH`).
+fn resolve_binary(command: &Path) -> PathBuf {
+    if command.components().count() > 1 {
+        return command.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(command))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| command.to_path_buf())
+}
+
+/// Flag names from Go's `flag` usage text (`  -name type` lines).
+pub(crate) fn parse_flag_names(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("  -"))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
 }
 
 /// For foreground calls whose exit status is the container's: an error

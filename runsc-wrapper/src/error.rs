@@ -77,13 +77,21 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// runsc did not answer in time.
-    #[error("runsc {subcommand}{} timed out", id_suffix(.id))]
+    /// runsc did not finish within its deadline; its process tree was killed.
+    #[error(
+        "runsc {subcommand}{} did not finish within {after:?} and was killed{}",
+        id_suffix(.id),
+        .log_error.as_deref().map(|m| format!("; runsc had logged: {m}")).unwrap_or_default()
+    )]
     Timeout {
         /// The runsc subcommand.
         subcommand: String,
         /// Container id the call was about.
         id: String,
+        /// The deadline that passed.
+        after: std::time::Duration,
+        /// The last error runsc logged before it was killed.
+        log_error: Option<String>,
     },
 }
 
@@ -118,13 +126,15 @@ fn command_message(stderr: &str, log_error: &Option<String>) -> String {
         .to_string()
 }
 
-/// runsc 20221219's words for a container that is not there
-/// ("loading container: file does not exist"), plus newer/other wordings.
-const NOT_FOUND: &[&str] = &[
-    "does not exist",
-    "no such",
+/// How runsc says a container id names nothing: `runsc <verb>` fails with
+/// `loading container: <why>` (or `loading sandbox`), and only these whys
+/// mean the id is unknown. A process or file missing *inside* the container
+/// ("executable file not found") is not a missing container.
+const LOAD_PREFIXES: &[&str] = &["loading container", "loading sandbox"];
+const LOAD_NOT_FOUND: &[&str] = &[
+    "file does not exist",
+    "no such file or directory",
     "not found",
-    "sandbox is not running",
 ];
 
 /// runsc's words for a container whose sandbox has stopped.
@@ -150,7 +160,18 @@ impl Error {
     /// Whether runsc said the container does not exist (or its sandbox is
     /// gone, which a shim must treat the same way).
     pub fn is_not_found(&self) -> bool {
-        self.command_says(NOT_FOUND)
+        if !matches!(self, Error::Command { .. }) {
+            return false;
+        }
+        let msg = self.message().to_lowercase();
+        let loading = LOAD_PREFIXES.iter().any(|p| msg.starts_with(p));
+        (loading && LOAD_NOT_FOUND.iter().any(|n| msg.contains(n)))
+            || msg.contains("sandbox is not running")
+    }
+
+    /// Whether the call overran its deadline.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
     }
 
     /// Whether runsc said the container's sandbox is not running.
@@ -283,6 +304,13 @@ mod tests {
         )
         .is_not_running());
         assert!(!cmd_err("", Some("permission denied")).is_not_found());
+        // A binary missing inside the container is not a missing container.
+        assert!(!cmd_err(
+            "",
+            Some("starting container: exec: \"nope\": executable file not found in $PATH")
+        )
+        .is_not_found());
+        assert!(!cmd_err("", Some("open /x: no such file or directory")).is_not_found());
         let u = Error::Unsupported {
             command: "runsc".into(),
             subcommand: "update".into(),

@@ -66,7 +66,7 @@ impl Runsc {
     pub async fn events(&self, id: &str, opts: EventsOpts) -> Result<EventStream> {
         let mut args = opts.args();
         args.push(id.to_string());
-        let mut cmd = self.command_for("events", &args);
+        let (mut cmd, _log) = self.command_for("events", &args);
         cmd.stdin(StdStdio::null())
             .stdout(StdStdio::piped())
             .stderr(StdStdio::piped());

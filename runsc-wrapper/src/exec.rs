@@ -16,8 +16,9 @@ use tokio::{
 };
 
 use crate::{
+    deadline::kill_tree,
     error::{last_log_error, Error, Result},
-    global::Runsc,
+    global::{CallLog, Runsc},
     monitor::describe,
     opts::Stdio,
 };
@@ -114,6 +115,19 @@ pub(crate) async fn log_error_since(log: Option<&Path>, offset: u64) -> Option<S
     last_log_error(&buf)
 }
 
+/// The last error a call logged; a log of its own is removed once read.
+async fn read_call_log(log: &CallLog, offset: u64) -> Option<String> {
+    match log {
+        CallLog::None => None,
+        CallLog::Shared(p) => log_error_since(Some(p), offset).await,
+        CallLog::Own(p) => {
+            let found = log_error_since(Some(p), 0).await;
+            let _ = tokio::fs::remove_file(p).await;
+            found
+        }
+    }
+}
+
 /// Reads a pipe to EOF on a task.
 pub(crate) fn spawn_reader(fd: Option<impl Into<OwnedFd>>) -> Option<JoinHandle<Vec<u8>>> {
     let rx = pipe::Receiver::from_owned_fd(fd?.into())
@@ -147,6 +161,23 @@ async fn collect(handle: Option<JoinHandle<Vec<u8>>>) -> Vec<u8> {
     }
 }
 
+/// Kills a runsc child's process tree unless disarmed: a call whose caller
+/// stopped waiting (its future was dropped) must not leave runsc, a gofer
+/// or a sandbox behind.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            log::warn!("runsc pid={pid} abandoned by its caller: killing its process tree");
+            kill_tree(pid);
+        }
+    }
+}
+
+/// How long a killed runsc may take to be reaped before we stop waiting.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
 impl Runsc {
     /// Spawns `cmd` through the monitor (subscribed to its exit first).
     pub(crate) async fn spawn(
@@ -164,16 +195,21 @@ impl Runsc {
             })
     }
 
-    /// Runs `cmd` to completion. A non-zero exit is reported in the
-    /// [`Outcome`], not as an error; only failing to spawn or wait is.
+    /// Runs `cmd` to completion, or until `deadline` (then its process tree
+    /// is killed and [`Error::Timeout`] says what runsc had logged). A
+    /// non-zero exit is reported in the [`Outcome`], not as an error.
     pub(crate) async fn execute(
         &self,
         subcommand: &str,
         id: &str,
-        mut cmd: Command,
+        (mut cmd, log): (Command, CallLog),
         io: CallIo,
+        deadline: Option<Duration>,
     ) -> Result<Outcome> {
-        let offset = log_len(self.log.as_deref()).await;
+        let offset = match &log {
+            CallLog::Shared(p) => log_len(Some(p)).await,
+            CallLog::Own(_) | CallLog::None => 0,
+        };
         let stdin_data = match io {
             CallIo::Capture(stdin) => {
                 cmd.stdout(StdStdio::piped()).stderr(StdStdio::piped());
@@ -191,6 +227,7 @@ impl Runsc {
         };
         let argv = argv_of(&cmd);
         let (mut child, exit_rx) = self.spawn(subcommand, &mut cmd).await?;
+        let mut guard = KillOnDrop(Some(child.id()));
         // Drop the Command now: it owns the parent's copies of any container
         // fds, which must not stay open in this process.
         drop(cmd);
@@ -213,21 +250,42 @@ impl Runsc {
             _ => None,
         };
 
-        let exit = self
-            .monitor
-            .wait(&child, exit_rx)
-            .await
-            .map_err(|source| Error::Io {
-                op: format!("wait for runsc {subcommand}"),
-                path: self.command.clone(),
-                source,
-            })?;
+        let waited = self.monitor.wait(&child, exit_rx);
+        let finished = match deadline {
+            Some(d) => tokio::time::timeout(d, waited).await.ok(),
+            None => Some(waited.await),
+        };
+        let Some(exit) = finished else {
+            // Overran: end the whole tree, and let the reaper collect it.
+            guard.0 = None;
+            kill_tree(child.id());
+            if let Some(w) = writer {
+                w.abort();
+            }
+            let (_, _) = tokio::join!(
+                tokio::time::timeout(KILL_GRACE, collect(out)),
+                tokio::time::timeout(KILL_GRACE, collect(err))
+            );
+            let log_error = read_call_log(&log, offset).await;
+            return Err(Error::Timeout {
+                subcommand: subcommand.to_string(),
+                id: id.to_string(),
+                after: deadline.unwrap_or_default(),
+                log_error,
+            });
+        };
+        guard.0 = None;
+        let exit = exit.map_err(|source| Error::Io {
+            op: format!("wait for runsc {subcommand}"),
+            path: self.command.clone(),
+            source,
+        })?;
         if let Some(w) = writer {
             w.abort();
         }
         let stdout = collect(out).await;
         let stderr = String::from_utf8_lossy(&collect(err).await).into_owned();
-        let log_error = log_error_since(self.log.as_deref(), offset).await;
+        let log_error = read_call_log(&log, offset).await;
         Ok(Outcome {
             subcommand: subcommand.to_string(),
             id: id.to_string(),
@@ -248,8 +306,9 @@ impl Runsc {
         args: &[String],
         stdin: Option<Vec<u8>>,
     ) -> Result<Outcome> {
-        let cmd = self.command_for(subcommand, args);
-        self.execute(subcommand, id, cmd, CallIo::Capture(stdin))
+        let call = self.command_for(subcommand, args);
+        let deadline = self.timeouts.get(subcommand);
+        self.execute(subcommand, id, call, CallIo::Capture(stdin), deadline)
             .await?
             .check()
     }

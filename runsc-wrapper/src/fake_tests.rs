@@ -280,3 +280,96 @@ async fn chatty_output_does_not_deadlock() {
         .unwrap();
     assert_eq!(top.processes.len(), 2999);
 }
+
+/// A client of `fake`'s script with its own log set-up and deadlines.
+fn client(fake: &Fake, timeouts: crate::Timeouts) -> Runsc {
+    GlobalOpts::new()
+        .command(fake.path("runsc"))
+        .root(fake.path("root"))
+        .log_per_call(fake.path(""))
+        .log_format(LogFormat::Json)
+        .setpgid(true)
+        .timeouts(timeouts)
+        .build()
+}
+
+fn pid_gone(pid: &str) -> bool {
+    (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+    })
+}
+
+#[tokio::test]
+async fn a_hung_call_is_killed_with_its_tree_at_its_deadline() {
+    // Like `runsc create` on a KVM that never boots: a child (the sandbox)
+    // in a session of its own, an error logged, then nothing.
+    let fake = Fake::new(
+        "setsid sleep 1000 & echo $! > \"$dir/child\"\nprintf '%s' '{\"msg\":\"booting: kvm stuck\",\"level\":\"error\"}' >> \"$log\"\nsleep 1000",
+    );
+    let t = crate::Timeouts::default().set("create", Some(std::time::Duration::from_millis(400)));
+    let r = client(&fake, t);
+    let started = std::time::Instant::now();
+    let err = r
+        .create("c1", "/b".as_ref(), CreateOpts::default())
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "runsc create c1 did not finish within 400ms and was killed; runsc had logged: booting: kvm stuck"
+    );
+    let child = fs::read_to_string(fake.path("child")).unwrap();
+    assert!(pid_gone(child.trim()), "the hung call's child survived");
+    // Its own log file is gone once read.
+    let left: Vec<_> = fs::read_dir(fake.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("runsc-create-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn an_abandoned_call_is_killed() {
+    let fake = Fake::new("sleep 1000 & echo $! > \"$dir/child\"\nsleep 1000");
+    let r = client(&fake, crate::Timeouts::none());
+    let call = r.start("c1", Default::default());
+    let res = tokio::time::timeout(std::time::Duration::from_millis(500), call).await;
+    assert!(res.is_err(), "the fake never finishes");
+    let child = fs::read_to_string(fake.path("child")).unwrap();
+    assert!(pid_gone(child.trim()), "an abandoned call's child survived");
+}
+
+#[tokio::test]
+async fn each_call_reads_only_its_own_errors() {
+    // `kill` fails slowly after logging; `pause` succeeds meanwhile. With
+    // one shared log, pause would see kill's error (and vice versa).
+    let fake = Fake::new(
+        "case \" $* \" in *\" kill \"*) printf '%s' '{\"msg\":\"kill failed: boom\",\"level\":\"error\"}' >> \"$log\"; sleep 0.3; exit 128;; esac\nexit 0",
+    );
+    let r = client(&fake, crate::Timeouts::default());
+    let (kill, pause) = tokio::join!(r.kill("c1", 9, KillOpts::default()), async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        r.pause("c1").await
+    });
+    assert!(pause.is_ok(), "{pause:?}");
+    assert_eq!(kill.unwrap_err().message(), "kill failed: boom");
+}
+
+#[tokio::test]
+async fn flags_are_listed_once_per_binary() {
+    let fake = Fake::new(
+        "echo run >> \"$dir/flag-calls\"\nprintf '  -debug\\n    \\tdebug.\\n  -network value\\n    \\tnet.\\n  -debug-log string\\n' >&2",
+    );
+    let r = client(&fake, crate::Timeouts::default());
+    let flags = r.flags().await.unwrap();
+    assert!(flags.contains("network") && flags.contains("debug-log") && flags.contains("debug"));
+    assert_eq!(flags.len(), 3, "{flags:?}");
+    r.flags().await.unwrap();
+    let calls = fs::read_to_string(fake.path("flag-calls")).unwrap();
+    assert_eq!(calls.lines().count(), 1, "asked runsc twice");
+}

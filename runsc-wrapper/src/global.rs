@@ -6,13 +6,19 @@ use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::Command,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use nix::sys::signal::Signal;
 use tokio::sync::OnceCell;
 
-use crate::monitor::{DefaultMonitor, LogMonitor, ProcessMonitor};
+use crate::{
+    deadline::Timeouts,
+    monitor::{DefaultMonitor, LogMonitor, ProcessMonitor},
+};
 
 /// The command used when none is configured (looked up on `PATH`).
 pub const DEFAULT_COMMAND: &str = "runsc";
@@ -60,13 +66,14 @@ impl LogFormat {
 pub struct Runsc {
     pub(crate) command: PathBuf,
     pub(crate) root: Option<PathBuf>,
-    pub(crate) log: Option<PathBuf>,
+    pub(crate) log: Option<LogTarget>,
     pub(crate) log_format: Option<LogFormat>,
     pub(crate) panic_log: Option<PathBuf>,
     pub(crate) pdeath_signal: Option<Signal>,
     pub(crate) setpgid: bool,
     pub(crate) config: BTreeMap<String, String>,
     pub(crate) monitor: Arc<dyn ProcessMonitor>,
+    pub(crate) timeouts: Timeouts,
     /// Whether this runsc has `update`; asked once, on first use.
     pub(crate) has_update: Arc<OnceCell<bool>>,
 }
@@ -104,6 +111,7 @@ impl GlobalOpts {
                 setpgid: false,
                 config: BTreeMap::new(),
                 monitor: Arc::new(LogMonitor::new(Arc::new(DefaultMonitor))),
+                timeouts: Timeouts::default(),
                 has_update: Arc::new(OnceCell::new()),
             },
         }
@@ -124,7 +132,21 @@ impl GlobalOpts {
     /// `--log`. Errors are read back from this file, so set it (with
     /// [`LogFormat::Json`]) to get runsc's own words in [`crate::Error`].
     pub fn log(mut self, log: impl Into<PathBuf>) -> Self {
-        self.inner.log = Some(log.into());
+        self.inner.log = Some(LogTarget::File(log.into()));
+        self
+    }
+
+    /// `--log` with a file of its own for every call, in `dir`: a call
+    /// reads only its own errors, never those of a concurrent call, and
+    /// removes the file afterwards.
+    pub fn log_per_call(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.inner.log = Some(LogTarget::PerCall(dir.into()));
+        self
+    }
+
+    /// Deadlines per subcommand (default: [`Timeouts::default`]).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.inner.timeouts = timeouts;
         self
     }
 
@@ -192,9 +214,14 @@ impl Runsc {
         self.root.as_deref()
     }
 
-    /// `--log`, if set.
-    pub fn log(&self) -> Option<&Path> {
-        self.log.as_deref()
+    /// Where `--log` goes, if set.
+    pub fn log(&self) -> Option<&LogTarget> {
+        self.log.as_ref()
+    }
+
+    /// The deadlines in force.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
     }
 
     /// Extra `--key=value` flags.
@@ -210,11 +237,20 @@ impl Runsc {
     /// Global flags in a fixed order: root, log, log-format, panic-log, then
     /// extra config in key order (so argv is reproducible in tests and logs).
     pub fn global_args(&self) -> Vec<String> {
+        let log = match &self.log {
+            Some(LogTarget::File(p)) => Some(p.clone()),
+            Some(LogTarget::PerCall(dir)) => Some(dir.join("<call>.json")),
+            None => None,
+        };
+        self.global_args_with_log(log.as_deref())
+    }
+
+    fn global_args_with_log(&self, log: Option<&Path>) -> Vec<String> {
         let mut args = Vec::new();
         if let Some(root) = &self.root {
             args.push(format!("{FLAG_ROOT}={}", root.display()));
         }
-        if let Some(log) = &self.log {
+        if let Some(log) = log {
             args.push(format!("{FLAG_LOG}={}", log.display()));
         }
         if let Some(format) = self.log_format {
@@ -230,10 +266,22 @@ impl Runsc {
     }
 
     /// `runsc <global flags> <subcommand> <args>`, with the child set-up all
-    /// runsc calls share. Stdio is left to the caller.
-    pub(crate) fn command_for(&self, subcommand: &str, args: &[String]) -> Command {
+    /// runsc calls share, and the log this call writes. Stdio is left to
+    /// the caller.
+    pub(crate) fn command_for(&self, subcommand: &str, args: &[String]) -> (Command, CallLog) {
+        let log = match &self.log {
+            Some(LogTarget::File(p)) => CallLog::Shared(p.clone()),
+            Some(LogTarget::PerCall(dir)) => {
+                let n = CALL_SEQ.fetch_add(1, Ordering::Relaxed);
+                let pid = std::process::id();
+                CallLog::Own(dir.join(format!("runsc-{subcommand}-{pid}-{n}.json")))
+            }
+            None => CallLog::None,
+        };
         let mut cmd = Command::new(&self.command);
-        cmd.args(self.global_args()).arg(subcommand).args(args);
+        cmd.args(self.global_args_with_log(log.path()))
+            .arg(subcommand)
+            .args(args);
         cmd.env_remove(NOTIFY_SOCKET);
         if self.setpgid {
             cmd.process_group(0);
@@ -251,7 +299,39 @@ impl Runsc {
                 });
             }
         }
-        cmd
+        (cmd, log)
+    }
+}
+
+/// Numbers per-call log files within this process.
+static CALL_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Where runsc's `--log` goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// One file for every call; a call reads what was appended while it ran.
+    File(PathBuf),
+    /// A file per call in this directory, removed once read.
+    PerCall(PathBuf),
+}
+
+/// The log one call writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CallLog {
+    /// No `--log`.
+    None,
+    /// A file other calls also append to.
+    Shared(PathBuf),
+    /// A file of this call's own.
+    Own(PathBuf),
+}
+
+impl CallLog {
+    pub(crate) fn path(&self) -> Option<&Path> {
+        match self {
+            CallLog::None => None,
+            CallLog::Shared(p) | CallLog::Own(p) => Some(p),
+        }
     }
 }
 
@@ -314,7 +394,8 @@ mod tests {
             .pdeath_signal(Signal::SIGKILL)
             .setpgid(true)
             .build();
-        let cmd = r.command_for("state", &["c1".into()]);
+        let (cmd, log) = r.command_for("state", &["c1".into()]);
+        assert_eq!(log, CallLog::None);
         assert_eq!(crate::monitor::describe(&cmd), "runsc --root=/r state c1");
         assert!(cmd
             .get_envs()

@@ -9,9 +9,12 @@
 //! - `commands` / `events`: the async subcommand methods on [`Runsc`], and
 //!   the long-lived [`EventStream`].
 //! - [`types`]: serde types for runsc's JSON output.
-//! - [`error`]: the [`Error`] enum; runsc's own message is read from what it
-//!   appended to its JSON `--log` during the call, else from stderr.
+//! - [`error`]: the [`Error`] enum; runsc's own message is read from the
+//!   call's JSON `--log` (a file per call with [`GlobalOpts::log_per_call`]),
+//!   else from stderr.
 //! - [`paths`]: `%ID%` templating of path flags and the shim log path.
+//! - [`deadline`]: per-verb [`Timeouts`] and killing an overrunning call's
+//!   whole process tree.
 //! - [`monitor`]: the [`ProcessMonitor`] seam through which every child is
 //!   spawned and reaped, so a subreaping shim never loses an exit.
 //!
@@ -22,6 +25,7 @@
 #![deny(missing_docs)]
 
 mod commands;
+pub mod deadline;
 pub mod error;
 mod events;
 mod exec;
@@ -33,9 +37,10 @@ pub mod opts;
 pub mod paths;
 pub mod types;
 
+pub use deadline::Timeouts;
 pub use error::{Error, Result};
 pub use events::EventStream;
-pub use global::{GlobalOpts, LogFormat, Runsc, DEFAULT_COMMAND};
+pub use global::{GlobalOpts, LogFormat, LogTarget, Runsc, DEFAULT_COMMAND};
 pub use monitor::{describe, DefaultMonitor, Exit, ExitReceiver, LogMonitor, ProcessMonitor};
 pub use opts::{
     CheckpointOpts, CreateOpts, DeleteOpts, EventsOpts, ExecOpts, KillOpts, RestoreOpts, StartOpts,
