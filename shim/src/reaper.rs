@@ -6,12 +6,16 @@
 //! nobody has claimed yet are kept (bounded), because some pids are learnt
 //! only after they may already have exited: the sandbox (from `runsc create
 //! --pid-file`) and the waiting `runsc exec` child (from `--pid-file`).
+//! Every claim says since when the process can have existed: a kept exit
+//! older than that belongs to an earlier process with the same (reused) pid
+//! and is thrown away, never handed to the new one.
 
 use std::{
     collections::{HashMap, VecDeque},
     io,
     process::{Child, Command},
     sync::{Arc, Mutex, MutexGuard},
+    time::Instant,
 };
 
 use async_trait::async_trait;
@@ -25,7 +29,7 @@ const UNCLAIMED_MAX: usize = 512;
 #[derive(Default)]
 struct State {
     waiters: HashMap<u32, oneshot::Sender<Exit>>,
-    unclaimed: VecDeque<Exit>,
+    unclaimed: VecDeque<(Exit, Instant)>,
 }
 
 /// Exit dispatcher and process monitor backed by the shim's reaper.
@@ -79,15 +83,18 @@ impl Reaper {
         if st.unclaimed.len() >= UNCLAIMED_MAX {
             st.unclaimed.pop_front();
         }
-        st.unclaimed.push_back(exit);
+        st.unclaimed.push_back((exit, Instant::now()));
     }
 
-    /// Claims the exit of `pid`, which may already have happened.
-    pub fn claim(&self, pid: u32) -> ExitReceiver {
+    /// Claims the exit of `pid`, a process that did not exist before
+    /// `since`; its exit may already have happened.
+    pub fn claim(&self, pid: u32, since: Instant) -> ExitReceiver {
         let (tx, rx) = oneshot::channel();
         let mut st = self.lock();
-        if let Some(i) = st.unclaimed.iter().position(|e| e.pid == pid) {
-            if let Some(exit) = st.unclaimed.remove(i) {
+        // Exits of this pid from before `since` were another process's.
+        st.unclaimed.retain(|(e, at)| e.pid != pid || *at >= since);
+        if let Some(i) = st.unclaimed.iter().position(|(e, _)| e.pid == pid) {
+            if let Some((exit, _)) = st.unclaimed.remove(i) {
                 let _ = tx.send(exit);
                 return rx;
             }
@@ -100,9 +107,10 @@ impl Reaper {
 #[async_trait]
 impl ProcessMonitor for Reaper {
     async fn start(&self, cmd: &mut Command) -> io::Result<(Child, ExitReceiver)> {
+        let since = Instant::now();
         let child = cmd.spawn()?;
         // The exit may already sit in `unclaimed`; claim() looks there first.
-        let rx = self.claim(child.id());
+        let rx = self.claim(child.id(), since);
         Ok((child, rx))
     }
 }
@@ -122,18 +130,34 @@ mod tests {
     #[tokio::test]
     async fn exit_before_claim_is_kept() {
         let r = Reaper::default();
+        let since = Instant::now();
         r.dispatch(exit(42, 3));
-        assert_eq!(r.claim(42).await.unwrap().status, 3);
+        assert_eq!(r.claim(42, since).await.unwrap().status, 3);
     }
 
     #[tokio::test]
     async fn claim_before_exit_is_woken() {
         let r = Reaper::default();
-        let rx = r.claim(7);
+        let since = Instant::now();
+        let rx = r.claim(7, since);
         r.dispatch(exit(8, 1));
         r.dispatch(exit(7, 137));
         assert_eq!(rx.await.unwrap().status, 137);
-        assert_eq!(r.claim(8).await.unwrap().status, 1);
+        assert_eq!(r.claim(8, since).await.unwrap().status, 1);
+    }
+
+    #[tokio::test]
+    async fn an_old_exit_of_a_reused_pid_is_not_handed_out() {
+        let r = Reaper::default();
+        // pid 9's first owner exits and nobody claims it...
+        r.dispatch(exit(9, 1));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        // ...then a new child gets pid 9 and is claimed.
+        let mut rx = r.claim(9, Instant::now());
+        assert!(rx.try_recv().is_err(), "stale exit handed to the new child");
+        r.dispatch(exit(9, 5));
+        assert_eq!(rx.await.unwrap().status, 5);
+        assert!(r.lock().unclaimed.is_empty());
     }
 
     #[test]
