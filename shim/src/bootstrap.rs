@@ -227,12 +227,15 @@ async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<Delet
         eprintln!("runsc shim delete {id}: {e}; using defaults");
         None
     });
-    let (options, root, flags) = match state {
-        Some(s) => (s.options, s.runsc_root, s.runsc_flags),
+    let (options, root, flags, sandbox) = match state {
+        Some(s) => {
+            let sandbox = s.sandbox_id == id;
+            (s.options, s.runsc_root, s.runsc_flags, sandbox)
+        }
         None => {
             let o = Options::default();
             let root = o.runsc_root(namespace);
-            (o, root, Default::default())
+            (o, root, Default::default(), false)
         }
     };
     // containerd runs us as soon as it dropped its connection, while the
@@ -248,11 +251,34 @@ async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<Delet
             eprintln!("runsc shim delete {id}: {e}");
         }
     }
+    if sandbox {
+        runtime::remove_sandbox_root(&root);
+    }
     crate::mount::unmount_rootfs(bundle);
+    remove_dead_socket(bundle);
     let mut resp = DeleteResponse::new();
     resp.exit_status = 128 + libc::SIGKILL as u32;
     resp.exited_at = Some(crate::convert::now()).into();
     Ok(resp)
+}
+
+/// Removes the shim socket named in `<bundle>/address` when no live shim
+/// serves it: a shim that was killed never removes its own, and nothing
+/// else would (containerd's Go shims leak it too). A pod's shim that still
+/// serves other containers keeps it.
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = address.trim().trim_start_matches("unix://");
+    if path.is_empty() || serving(path) {
+        return;
+    }
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            eprintln!("runsc shim delete: remove socket {path}: {e}");
+        }
+    }
 }
 
 /// Waits (bounded) while runsc still holds state for `id` and the shim

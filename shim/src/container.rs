@@ -79,6 +79,12 @@ pub struct Process {
     pub spec: Option<oci_spec::runtime::Process>,
     state: Mutex<ProcState>,
     exit: watch::Sender<Option<ExitInfo>>,
+    /// Held while a lifecycle step publishes its event, so this process's
+    /// events go out in order: a start publishes before the exit that
+    /// follows it, an exit before the delete.
+    events: tokio::sync::Mutex<()>,
+    /// The sandbox cgroup's OOM kill count when the process started.
+    oom_baseline: AtomicU64,
 }
 
 impl Process {
@@ -102,7 +108,24 @@ impl Process {
                 internal_pid: None,
             }),
             exit: watch::channel(None).0,
+            events: tokio::sync::Mutex::new(()),
+            oom_baseline: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// Takes this process's event turn (see the `events` field).
+    pub async fn event_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.events.lock().await
+    }
+
+    /// Records the OOM kill count at start.
+    pub fn set_oom_baseline(&self, count: u64) {
+        self.oom_baseline.store(count, Ordering::SeqCst);
+    }
+
+    /// The OOM kill count at start (`u64::MAX` if never recorded).
+    pub fn oom_baseline(&self) -> u64 {
+        self.oom_baseline.load(Ordering::SeqCst)
     }
 
     fn lock(&self) -> MutexGuard<'_, ProcState> {
@@ -222,6 +245,8 @@ pub struct Container {
     pub sandbox_id: String,
     /// True for a pod's non-sandbox container.
     pub sub: bool,
+    /// runsc's `--root` for this container's sandbox.
+    pub runsc_root: String,
     /// The init process.
     pub init: Arc<Process>,
     /// Exec processes by exec id.
@@ -234,8 +259,6 @@ pub struct Container {
     pub cgroup: std::sync::OnceLock<HostCgroup>,
     /// The options it was created with.
     pub options: crate::options::Options,
-    /// OOM kills already reported.
-    pub ooms_seen: AtomicU64,
     /// While a checkpoint restores the container in place, the old
     /// sandbox's exit is kept here instead of being reported:
     /// None = not parking, Some(None) = parking, Some(Some(s)) = parked.
@@ -295,20 +318,68 @@ impl Container {
         }
         match HostCgroup::for_pid(pid) {
             Ok(cg) => {
-                self.ooms_seen.store(cg.oom_kills(), Ordering::SeqCst);
                 let _ = self.cgroup.set(cg);
             }
             Err(e) => log::warn!("host cgroup of id={} pid={pid}: {e}", self.id),
         }
     }
 
-    /// True if the cgroup shows OOM kills not yet reported; marks them reported.
-    pub fn take_new_ooms(&self) -> bool {
-        let Some(cg) = self.cgroup.get() else {
+    /// The sandbox cgroup's OOM kill count now (0 without a cgroup).
+    pub fn oom_kills(&self) -> u64 {
+        self.cgroup.get().map(|cg| cg.oom_kills()).unwrap_or(0)
+    }
+}
+
+/// OOM kills already reported per sandbox: the cgroup is the sandbox's, so
+/// one kill is reported for one exit only, and only for a process that
+/// started before it.
+#[derive(Debug, Default)]
+pub struct OomLedger {
+    reported: Mutex<HashMap<String, u64>>,
+}
+
+impl OomLedger {
+    /// Whether an exit with `status` of a process that started at OOM count
+    /// `baseline` was an OOM kill, given the count `now`; marks it reported.
+    pub fn take(&self, sandbox: &str, baseline: u64, now: u64, status: u32) -> bool {
+        if status == 0 || baseline == u64::MAX || now <= baseline {
             return false;
-        };
-        let now = cg.oom_kills();
-        let before = self.ooms_seen.swap(now, Ordering::SeqCst);
-        now > before
+        }
+        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = reported.entry(sandbox.to_string()).or_insert(0);
+        if now <= *seen {
+            return false;
+        }
+        *seen = now;
+        true
+    }
+
+    /// Forgets a sandbox that is gone.
+    pub fn forget(&self, sandbox: &str) {
+        self.reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(sandbox);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oom_is_reported_once_and_only_after_start() {
+        let l = OomLedger::default();
+        // An OOM before this process started is not its own.
+        assert!(!l.take("pod", 2, 2, 137));
+        // A clean exit is never an OOM kill.
+        assert!(!l.take("pod", 2, 3, 0));
+        assert!(l.take("pod", 2, 3, 137));
+        // The same kill is not reported for a second exit.
+        assert!(!l.take("pod", 1, 3, 137));
+        assert!(l.take("pod", 1, 4, 137));
+        assert!(!l.take("pod", u64::MAX, 9, 137));
+        l.forget("pod");
+        assert!(l.take("pod", 1, 4, 137));
     }
 }

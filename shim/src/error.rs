@@ -48,6 +48,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The container's executable cannot be found or run in its rootfs,
+    /// worded as runc words it (and, as runc's, reported as Unknown).
+    #[error("{0}")]
+    Executable(String),
     /// Anything else, already phrased for the user.
     #[error("{0}")]
     Other(String),
@@ -92,12 +96,19 @@ impl Error {
             // runsc's words for a vanished container mean NotFound to
             // containerd; CRI retries other codes forever.
             Error::Runsc { source, .. } if source.is_not_found() => Code::NOT_FOUND,
+            Error::Runsc { source, .. } if source.is_timeout() => Code::DEADLINE_EXCEEDED,
             Error::Runsc { source, .. } if matches!(**source, runsc::Error::Unsupported { .. }) => {
                 Code::UNIMPLEMENTED
             }
-            Error::Runsc { .. } | Error::Io { .. } | Error::Os { .. } | Error::Other(_) => {
-                Code::UNKNOWN
+            // A stdio URI the client got wrong.
+            Error::Io { source, .. } if matches!(**source, shim_io::Error::Uri { .. }) => {
+                Code::INVALID_ARGUMENT
             }
+            Error::Runsc { .. }
+            | Error::Io { .. }
+            | Error::Os { .. }
+            | Error::Executable(_)
+            | Error::Other(_) => Code::UNKNOWN,
         }
     }
 }
@@ -173,6 +184,50 @@ mod tests {
             },
         );
         assert_eq!(status(e).code(), Code::UNIMPLEMENTED);
+    }
+
+    #[test]
+    fn runsc_failures_map_by_what_failed() {
+        let cmd = |msg: &str| runsc::Error::Command {
+            subcommand: "kill".into(),
+            id: "c1".into(),
+            argv: vec![],
+            status: 128,
+            stderr: String::new(),
+            log_error: Some(msg.into()),
+        };
+        let cases = [
+            (cmd("loading container: file does not exist"), Code::NOT_FOUND),
+            (cmd("sandbox is not running"), Code::NOT_FOUND),
+            (
+                cmd("starting container: error finding executable \"x\" in PATH [/bin]: no such file or directory"),
+                Code::UNKNOWN,
+            ),
+            (
+                runsc::Error::Timeout {
+                    subcommand: "create".into(),
+                    id: "c1".into(),
+                    after: std::time::Duration::from_secs(1),
+                    log_error: None,
+                },
+                Code::DEADLINE_EXCEEDED,
+            ),
+        ];
+        for (e, code) in cases {
+            let e = Error::runsc("op", e);
+            assert_eq!(e.code(), code, "{e}");
+        }
+        let uri = Error::io(
+            "set up stdio of c1",
+            shim_io::Error::Uri {
+                uri: "bogus://x".into(),
+                reason: "unsupported scheme".into(),
+            },
+        );
+        assert_eq!(uri.code(), Code::INVALID_ARGUMENT);
+        let missing =
+            Error::Executable("exec: \"nope\": executable file not found in $PATH".into());
+        assert_eq!(missing.code(), Code::UNKNOWN);
     }
 
     #[test]

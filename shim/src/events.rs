@@ -6,10 +6,21 @@ use std::sync::Arc;
 
 use containerd_shim::{event::Event, protos::protobuf::MessageDyn, publisher::RemotePublisher};
 
+/// Where events go.
+#[derive(Clone)]
+enum Sink {
+    /// Dropped (the `delete` action).
+    Nowhere,
+    /// containerd.
+    Remote(Arc<RemotePublisher>),
+    /// A channel of (topic, event text), for tests of the service.
+    Channel(tokio::sync::mpsc::UnboundedSender<(String, String)>),
+}
+
 /// Publishes events for one containerd namespace.
 #[derive(Clone)]
 pub struct Events {
-    publisher: Option<Arc<RemotePublisher>>,
+    sink: Sink,
     namespace: String,
 }
 
@@ -17,17 +28,34 @@ impl Events {
     /// Events go to `publisher` (None: dropped, for tests and `delete`).
     pub fn new(publisher: Option<RemotePublisher>, namespace: &str) -> Self {
         Events {
-            publisher: publisher.map(Arc::new),
+            sink: publisher.map_or(Sink::Nowhere, |p| Sink::Remote(Arc::new(p))),
             namespace: namespace.to_string(),
         }
     }
 
-    /// Enqueues `event` under its topic.
+    /// Events go to the returned channel as (topic, debug text) pairs.
+    pub fn recording(
+        namespace: &str,
+    ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<(String, String)>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let events = Events {
+            sink: Sink::Channel(tx),
+            namespace: namespace.to_string(),
+        };
+        (events, rx)
+    }
+
+    /// Publishes `event` under its topic; returns once containerd has it.
     pub async fn send<E: Event + MessageDyn>(&self, event: E) {
         let topic = event.topic();
         log::debug!("publish topic={topic} event={event:?}");
-        let Some(p) = &self.publisher else {
-            return;
+        let p = match &self.sink {
+            Sink::Nowhere => return,
+            Sink::Channel(tx) => {
+                let _ = tx.send((topic, format!("{event:?}")));
+                return;
+            }
+            Sink::Remote(p) => p,
         };
         let ctx = containerd_shim::protos::ttrpc::context::with_timeout(5_000_000_000);
         if let Err(e) = p

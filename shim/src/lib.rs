@@ -7,6 +7,7 @@
 //! - [`container`]: containers and processes with their lifecycle state.
 //! - [`options`]: runtime options (`runtimeoptions.v1.Options` -> TOML).
 //! - [`spec`]: what the OCI spec tells the shim (pod grouping, network).
+//! - [`executable`]: finding `process.args[0]` in the rootfs at Create.
 //! - [`runtime`]: building the runsc client and its flags.
 //! - [`reaper`]: the monitor every child is spawned through.
 //! - [`events`], [`convert`], [`cgroup`], [`mount`], [`state`]: events, protobuf
@@ -24,6 +25,7 @@ pub mod container;
 pub mod convert;
 pub mod error;
 pub mod events;
+pub mod executable;
 pub mod logging;
 pub mod mount;
 pub mod options;

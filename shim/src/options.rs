@@ -41,7 +41,14 @@ pub struct Options {
     pub enable_hibernate_server: bool,
     /// Flags given to every runsc call as `--key=value`.
     pub runsc_config: BTreeMap<String, String>,
+    /// Deadline overrides per runsc verb, in milliseconds (0: none); see
+    /// [`runsc::Timeouts`] for the verbs and defaults.
+    pub runsc_timeouts: BTreeMap<String, u64>,
 }
+
+/// Global runsc flags the shim sets itself; a `[runsc_config]` entry for
+/// one of them would break how the shim reads runsc's errors or state.
+pub const SHIM_OWNED_FLAGS: &[&str] = &["root", "log", "log-format"];
 
 impl Default for Options {
     fn default() -> Self {
@@ -56,6 +63,7 @@ impl Default for Options {
             grouping: false,
             enable_hibernate_server: false,
             runsc_config: BTreeMap::new(),
+            runsc_timeouts: BTreeMap::new(),
         }
     }
 }
@@ -83,6 +91,7 @@ struct TomlOptions {
     grouping: bool,
     enable_hibernate_server: bool,
     runsc_config: BTreeMap<String, FlagValue>,
+    runsc_timeouts: BTreeMap<String, f64>,
 }
 
 impl Default for TomlOptions {
@@ -99,6 +108,7 @@ impl Default for TomlOptions {
             grouping: false,
             enable_hibernate_server: false,
             runsc_config: BTreeMap::new(),
+            runsc_timeouts: BTreeMap::new(),
         }
     }
 }
@@ -120,6 +130,11 @@ impl Options {
                     "invalid runsc options in {source}: runsc_config key {k:?} is not a flag name"
                 )));
             }
+            if SHIM_OWNED_FLAGS.contains(&k.as_str()) {
+                return Err(Error::InvalidArgument(format!(
+                    "invalid runsc options in {source}: runsc_config key {k:?} is set by the shim itself (root = \"...\" at the top level sets runsc's root)"
+                )));
+            }
             let v = match v {
                 FlagValue::Str(s) => s,
                 FlagValue::Bool(b) => b.to_string(),
@@ -127,6 +142,22 @@ impl Options {
                 FlagValue::Float(f) => f.to_string(),
             };
             runsc_config.insert(k, v);
+        }
+        let mut runsc_timeouts = BTreeMap::new();
+        for (verb, secs) in t.runsc_timeouts {
+            if !runsc::Timeouts::known_verbs().any(|v| v == verb) {
+                let known: Vec<_> = runsc::Timeouts::known_verbs().collect();
+                return Err(Error::InvalidArgument(format!(
+                    "invalid runsc options in {source}: runsc_timeouts key {verb:?} is not one of {}",
+                    known.join(", ")
+                )));
+            }
+            if !secs.is_finite() || secs < 0.0 {
+                return Err(Error::InvalidArgument(format!(
+                    "invalid runsc options in {source}: runsc_timeouts.{verb} = {secs} is not a number of seconds >= 0"
+                )));
+            }
+            runsc_timeouts.insert(verb, (secs * 1000.0).round() as u64);
         }
         let o = Options {
             binary_name: or_default(t.binary_name, DEFAULT_BINARY),
@@ -139,6 +170,7 @@ impl Options {
             grouping: t.grouping,
             enable_hibernate_server: t.enable_hibernate_server,
             runsc_config,
+            runsc_timeouts,
         };
         if !o.log_level.is_empty() && o.log_level.parse::<log::LevelFilter>().is_err() {
             return Err(Error::InvalidArgument(format!(
@@ -194,6 +226,17 @@ impl Options {
                 }
                 Ok(opts)
             }
+            // containerd's client sends runc's CreateOptions to any runtime
+            // (WithShimCgroup, IO uid/gid); gVisor's shim accepts them too.
+            "containerd.linux.runc.CreateOptions" => {
+                let c = decode_runc_create_options(&any.value)?;
+                Ok(Options {
+                    io_uid: c.io_uid,
+                    io_gid: c.io_gid,
+                    shim_cgroup: c.shim_cgroup,
+                    ..Options::default()
+                })
+            }
             _ => Err(Error::InvalidArgument(format!(
                 "unsupported runtime options type {:?}: expected runtimeoptions.v1.Options",
                 any.type_url
@@ -218,6 +261,39 @@ fn or_default(s: String, d: &str) -> String {
     }
 }
 
+/// The fields of runc's `containerd.linux.runc.CreateOptions` a runsc shim
+/// can honour (`shim_cgroup = 9; io_uid = 10; io_gid = 11`); the rest are
+/// runc's own (criu paths, pivot_root, ...) and skipped.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RuncCreateOptions {
+    shim_cgroup: String,
+    io_uid: u32,
+    io_gid: u32,
+}
+
+fn decode_runc_create_options(bytes: &[u8]) -> Result<RuncCreateOptions> {
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::InvalidArgument(format!("invalid containerd.linux.runc.CreateOptions: {e}"))
+    };
+    let mut is = CodedInputStream::from_bytes(bytes);
+    let mut o = RuncCreateOptions::default();
+    while let Some(tag) = is.read_raw_tag_or_eof().map_err(|e| bad(&e))? {
+        match tag {
+            0x4a => o.shim_cgroup = is.read_string().map_err(|e| bad(&e))?,
+            0x50 => o.io_uid = is.read_uint32().map_err(|e| bad(&e))?,
+            0x58 => o.io_gid = is.read_uint32().map_err(|e| bad(&e))?,
+            t => skip(&mut is, t).map_err(|e| bad(&e))?,
+        }
+    }
+    Ok(o)
+}
+
+fn skip(is: &mut CodedInputStream, tag: u32) -> std::result::Result<(), String> {
+    let wire = containerd_shim::protos::protobuf::rt::WireType::new(tag & 7)
+        .ok_or_else(|| format!("bad wire type in tag {tag}"))?;
+    is.skip_field(wire).map_err(|e| e.to_string())
+}
+
 /// Decodes `runtimeoptions.v1.Options { string type_url = 1; string config_path = 2; }`
 /// (containerd's CRI runtime options, not shipped in the shim protos).
 fn decode_runtime_options(bytes: &[u8]) -> Result<(String, String)> {
@@ -230,11 +306,7 @@ fn decode_runtime_options(bytes: &[u8]) -> Result<(String, String)> {
         match tag {
             0x0a => type_url = is.read_string().map_err(|e| bad(&e))?,
             0x12 => config_path = is.read_string().map_err(|e| bad(&e))?,
-            t => {
-                let wire = containerd_shim::protos::protobuf::rt::WireType::new(t & 7)
-                    .ok_or_else(|| bad(&format!("bad wire type in tag {t}")))?;
-                is.skip_field(wire).map_err(|e| bad(&e))?;
-            }
+            t => skip(&mut is, t).map_err(|e| bad(&e))?,
         }
     }
     Ok((type_url, config_path))
@@ -322,6 +394,39 @@ debug-log = "/var/log/runsc/%ID%/"
             let e = Options::from_toml(text, "t.toml").unwrap_err();
             assert!(matches!(e, Error::InvalidArgument(_)), "{text}");
             assert!(e.to_string().contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn runc_create_options_are_accepted() {
+        // no_pivot_root=true (1), shim_cgroup="/shims" (9), io_uid=7 (10),
+        // io_gid=8 (11), criu_image_path="/x" (13).
+        let mut v = vec![0x08, 1, 0x4a, 6];
+        v.extend_from_slice(b"/shims");
+        v.extend_from_slice(&[0x50, 7, 0x58, 8, 0x6a, 2, b'/', b'x']);
+        let o = Options::from_any(Some(&any("containerd.linux.runc.CreateOptions", v))).unwrap();
+        assert_eq!((o.io_uid, o.io_gid), (7, 8));
+        assert_eq!(o.shim_cgroup, "/shims");
+        assert_eq!(o.binary_name, DEFAULT_BINARY);
+    }
+
+    #[test]
+    fn shim_owned_flags_and_timeouts() {
+        for key in SHIM_OWNED_FLAGS {
+            let e = Options::from_toml(&format!("[runsc_config]\n{key} = \"x\""), "t.toml")
+                .unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{key}");
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let o = Options::from_toml("[runsc_timeouts]\ncreate = 2.5\nkill = 0", "t").unwrap();
+        assert_eq!(o.runsc_timeouts["create"], 2500);
+        assert_eq!(o.runsc_timeouts["kill"], 0);
+        for bad in [
+            "[runsc_timeouts]\nbogus = 1",
+            "[runsc_timeouts]\ncreate = -1",
+        ] {
+            let e = Options::from_toml(bad, "t").unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{bad}");
         }
     }
 

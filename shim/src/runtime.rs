@@ -2,13 +2,17 @@
 
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
-use runsc::{GlobalOpts, LogFormat, ProcessMonitor, Runsc};
+use runsc::{GlobalOpts, LogFormat, ProcessMonitor, Runsc, Timeouts};
 
-use crate::options::Options;
+use crate::{
+    error::{Error, Result},
+    options::Options,
+};
 
-/// The runsc client for one container: its binary, `--root`, a JSON log in
-/// the bundle (where runsc's own error text is read back from) and the
-/// `[runsc_config]` flags after `%ID%` substitution.
+/// The runsc client for one container: its binary, `--root`, a JSON log per
+/// call in the bundle (where that call's own error text is read back from),
+/// the `[runsc_config]` flags after `%ID%` substitution, the deadlines, and
+/// each call in a process group of its own (so an overrun kills all of it).
 pub fn build_runsc(
     options: &Options,
     root: &str,
@@ -19,12 +23,58 @@ pub fn build_runsc(
     GlobalOpts::default()
         .command(&options.binary_name)
         .root(root)
-        .log(bundle.join("log.json"))
+        .log_per_call(bundle)
         .log_format(LogFormat::Json)
         .pdeath_signal(nix::sys::signal::Signal::SIGKILL)
+        .setpgid(true)
         .config_map(flags)
+        .timeouts(timeouts(options))
         .monitor(monitor)
         .build()
+}
+
+/// The default deadlines with the options' overrides (0 ms: none).
+pub fn timeouts(options: &Options) -> Timeouts {
+    options
+        .runsc_timeouts
+        .iter()
+        .fold(Timeouts::default(), |t, (verb, ms)| {
+            let d = (*ms > 0).then(|| std::time::Duration::from_millis(*ms));
+            t.set(verb, d)
+        })
+}
+
+/// Refuses `[runsc_config]` keys the runsc in use does not know: runsc
+/// would print its usage on the stdio it was given (the container's) and
+/// exit 2 with no error of its own.
+pub async fn check_runsc_config(runsc: &Runsc, options: &Options) -> Result<()> {
+    if options.runsc_config.is_empty() {
+        return Ok(());
+    }
+    let known = runsc
+        .flags()
+        .await
+        .map_err(|e| Error::runsc("list the flags of the configured runsc", e))?;
+    let unknown: Vec<&str> = options
+        .runsc_config
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !known.contains(*k))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "[runsc_config] key{} {} not known to {} (see `{} flags`)",
+        if unknown.len() > 1 { "s" } else { "" },
+        unknown
+            .iter()
+            .map(|k| format!("{k:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        runsc.command().display(),
+        runsc.command().display()
+    )))
 }
 
 /// The same client without `--log`: for a cleanup that may outlive the
@@ -34,7 +84,9 @@ pub fn without_log(r: &Runsc) -> Runsc {
         .command(r.command())
         .log_format(LogFormat::Json)
         .pdeath_signal(nix::sys::signal::Signal::SIGKILL)
+        .setpgid(true)
         .config_map(r.config().clone())
+        .timeouts(r.timeouts().clone())
         .monitor(r.monitor().clone());
     if let Some(root) = r.root() {
         g = g.root(root);
@@ -64,6 +116,56 @@ pub fn create_emitted_dirs(flags: &BTreeMap<String, String>) {
     for dir in runsc::emitted_paths(flags) {
         if let Err(e) = std::fs::create_dir_all(&dir) {
             log::warn!("cannot create {}: {e}", dir.display());
+        }
+    }
+}
+
+/// runsc's `--root` for a sandbox: `<root>/<namespace>/<sandbox id>`.
+///
+/// runsc (0.0~20221219 and 0.0~20240729) resolves a container id by prefix
+/// within its root: with `web10` present `runsc start web1` is "ambiguous",
+/// and with only `web10` present `runsc delete web1` deletes `web10`. A
+/// sandbox's containers must share a root (a member finds its sandbox
+/// there), so each sandbox gets one of its own: ids of different sandboxes
+/// can never be mistaken for each other.
+pub fn sandbox_root(options: &Options, namespace: &str, sandbox_id: &str) -> String {
+    Path::new(&options.runsc_root(namespace))
+        .join(sandbox_id)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Removes a sandbox's runsc root with whatever runsc left in it (a
+/// killed `runsc create` leaves its lock file). Only for a sandbox that is
+/// gone: every container in that root belonged to it.
+pub fn remove_sandbox_root(root: &str) {
+    match std::fs::remove_dir_all(root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("remove runsc root {root}: {e}"),
+    }
+}
+
+/// Removes the root of a sandbox whose creation failed when dropped,
+/// unless disarmed. A pod member's failure leaves its pod's root alone.
+pub struct RemoveRootOnFailure(Option<String>);
+
+impl RemoveRootOnFailure {
+    /// Guards `root` if the container being created is the sandbox's own.
+    pub fn new(root: &str, sandbox: bool) -> Self {
+        RemoveRootOnFailure(sandbox.then(|| root.to_string()))
+    }
+
+    /// Keeps the root.
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveRootOnFailure {
+    fn drop(&mut self) {
+        if let Some(root) = self.0.take() {
+            remove_sandbox_root(&root);
         }
     }
 }

@@ -10,11 +10,13 @@ fn kill_term_and_kill() {
     c.wait_status("k1", "STOPPED");
     let out = c.ctr(&["tasks", "delete", "k1"]);
     assert!(out.status.success(), "{}", out.err());
-    // A stopped task: TERM/KILL are accepted, like runc's shim.
+    // A stopped task: "process already finished" (NotFound), as runc's shim.
     c.run_detached("k2", &[], &["sleep", "1000"]);
     c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "k2"]);
     c.wait_status("k2", "STOPPED");
-    c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "k2"]);
+    let again = c.ctr(&["tasks", "kill", "-s", "SIGKILL", "k2"]);
+    assert_ne!(again.code(), 0);
+    assert!(again.err().contains("already finished"), "{}", again.err());
     c.stop_and_check();
 }
 

@@ -124,3 +124,34 @@ fn oom_kill_is_published_before_the_exit() {
     assert!(oom.is_some() && oom < exit, "events: {topics:?}");
     c.stop_and_check();
 }
+
+#[test]
+fn events_keep_their_order_for_concurrent_short_lived_tasks() {
+    let c = Containerd::start();
+    let mut ev = EventLog::start(&c);
+    let ids: Vec<String> = (0..6).map(|i| format!("burst{i}")).collect();
+    std::thread::scope(|s| {
+        for id in &ids {
+            let c = &c;
+            s.spawn(move || {
+                let out = c.run(id, &[], &["true"]);
+                assert_eq!(out.code(), 0, "{id}: {}", out.err());
+            });
+        }
+    });
+    for id in &ids {
+        let topics = ev.topics_until(id, "/tasks/delete");
+        assert_eq!(
+            topics,
+            [
+                "/tasks/create",
+                "/tasks/start",
+                "/tasks/exit",
+                "/tasks/delete"
+            ],
+            "{id}; events:\n{}",
+            ev.seen.join("\n")
+        );
+    }
+    c.stop_and_check();
+}

@@ -7,6 +7,7 @@
 mod control;
 mod events;
 mod exec;
+mod faults;
 mod grpc;
 mod options;
 mod pod;

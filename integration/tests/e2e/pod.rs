@@ -44,7 +44,8 @@ fn two_containers_one_sandbox_one_shim() {
     );
     // The leak check finds this pod's socket by containerd's derivation.
     assert_eq!(c.own_sockets().len(), 1, "pod socket");
-    let root = test_support::containerd::runsc_root(c.namespace());
+    // Each sandbox has a runsc root of its own (ids resolve by prefix).
+    let root = test_support::containerd::runsc_root(c.namespace()).join("pod1");
     let list = Command::new("runsc")
         .arg("--root")
         .arg(&root)

@@ -133,6 +133,7 @@ impl Service {
             None => runsc::StdioSource::Null,
         };
         let pid_file = c.bundle.join("init.pid");
+        let since = std::time::Instant::now();
         let opts = RestoreOpts {
             stdio: runsc::Stdio {
                 stdin: runsc::StdioSource::Null,
@@ -152,7 +153,7 @@ impl Service {
             .map_err(|e| Error::runsc(format!("restore container {} after checkpoint", c.id), e))?;
         let pid = read_pid(&pid_file)? as u32;
         c.init.set_pid(pid);
-        let rx = self.reaper.claim(pid);
+        let rx = self.reaper.claim(pid, since);
         // The old sandbox's exit is dropped: the task goes on.
         let _ = c.unpark_exit();
         self.clone().watch_exit(c.clone(), c.init.clone(), rx);

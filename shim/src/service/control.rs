@@ -13,9 +13,6 @@ use crate::{
     events::{TaskPaused, TaskResumed},
 };
 
-const SIGKILL: u32 = libc::SIGKILL as u32;
-const SIGTERM: u32 = libc::SIGTERM as u32;
-
 impl Service {
     pub(super) async fn kill(self: Arc<Self>, req: api::KillRequest) -> Result<api::Empty> {
         let c = self.container(&req.id)?;
@@ -24,13 +21,11 @@ impl Service {
         let signo = i32::try_from(sig)
             .map_err(|_| Error::InvalidArgument(format!("invalid signal {sig}")))?;
         match p.status() {
-            // As containerd's runc shim: TERM/KILL of a finished process succeed.
+            // As containerd's runc shim: "process already finished", which
+            // containerd's CRI plugin takes as done.
             Status::Stopped | Status::Deleted => {
-                if sig == SIGKILL || sig == SIGTERM {
-                    return Ok(api::Empty::new());
-                }
                 return Err(Error::NotFound(format!(
-                    "{} {} already finished",
+                    "{} {}: process already finished",
                     p.kind(),
                     p.name()
                 )));
@@ -57,16 +52,23 @@ impl Service {
             }
             Status::Running | Status::Paused => {}
         }
+        let pid = if req.exec_id.is_empty() {
+            None
+        } else {
+            // Without its pid, runsc would signal the container's init.
+            Some(p.internal_pid().ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "exec {}: its pid inside the sandbox is unknown, so it cannot be signalled",
+                    p.name()
+                ))
+            })?)
+        };
         let opts = KillOpts {
             all: req.all && req.exec_id.is_empty(),
-            pid: if req.exec_id.is_empty() {
-                None
-            } else {
-                p.internal_pid()
-            },
+            pid,
         };
         c.runsc.kill(&c.id, signo, opts).await.map_err(|e| {
-            if e.is_not_found() || e.is_not_running() {
+            if p.exit().is_some() || e.is_not_found() || e.is_not_running() {
                 Error::NotFound(format!(
                     "{} {} already finished: {}",
                     p.kind(),
@@ -127,11 +129,24 @@ impl Service {
             .values()
             .map(|p| (p.internal_pid(), p.exec_id.clone()))
             .collect();
+        // The init is the container's first process: the lowest pid that
+        // is not an exec's (runsc shows no parent for either). It is listed
+        // with the pid Create and State report.
+        let init_internal = pids
+            .iter()
+            .copied()
+            .filter(|pid| !execs.iter().any(|(p, _)| *p == Some(*pid)))
+            .min();
         let processes = pids
             .into_iter()
             .map(|pid| {
+                let host_pid = if Some(pid) == init_internal && c.init.pid() != 0 {
+                    c.init.pid()
+                } else {
+                    pid as u32
+                };
                 let mut info = containerd_shim::protos::types::task::ProcessInfo {
-                    pid: pid as u32,
+                    pid: host_pid,
                     ..Default::default()
                 };
                 if let Some((_, exec_id)) = execs.iter().find(|(p, _)| *p == Some(pid)) {
@@ -194,17 +209,22 @@ impl Service {
 
     pub(super) async fn stats(&self, req: api::StatsRequest) -> Result<api::StatsResponse> {
         let c = self.container(&req.id)?;
-        if !matches!(c.init.status(), Status::Running | Status::Paused) {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot stat container {}: not running",
-                c.id
-            )));
-        }
-        let stats = match c.runsc.stats(&c.id).await {
-            Ok(s) => Some(s),
-            Err(e) => {
-                log::warn!("runsc stats id={}: {e}", c.id);
-                None
+        let stats = match c.init.status() {
+            Status::Running | Status::Paused => match c.runsc.stats(&c.id).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::warn!("runsc stats id={}: {e}", c.id);
+                    None
+                }
+            },
+            // The sandbox exists after create, but runsc 0.0~20221219's
+            // `events --stats` panics before start: the host cgroup answers.
+            Status::Created if c.cgroup.get().is_some() => None,
+            s => {
+                return Err(Error::FailedPrecondition(format!(
+                    "cannot stat container {} in state {s:?}",
+                    c.id
+                )))
             }
         };
         Ok(api::StatsResponse {
@@ -264,10 +284,18 @@ impl Service {
         }
     }
 
-    /// Exits only when no container is left (one shim serves a whole pod).
+    /// Exits only when no container is left and none is being created (one
+    /// shim serves a whole pod); from then on no new work is taken.
     pub(super) fn shutdown(&self) {
-        if self.containers().is_empty() {
-            self.exit.signal();
+        use std::sync::atomic::Ordering;
+        if !self.containers().is_empty() {
+            return;
         }
+        self.shutting_down.store(true, Ordering::SeqCst);
+        if self.creating.load(Ordering::SeqCst) > 0 {
+            self.shutting_down.store(false, Ordering::SeqCst);
+            return;
+        }
+        self.exit.signal();
     }
 }

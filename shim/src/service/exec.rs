@@ -80,6 +80,8 @@ impl Service {
                 c.id
             )));
         }
+        // Held until ExecStarted is out, so the exit's event follows it.
+        let turn = p.event_turn().await;
         p.transition(&[Status::Created], Status::Running)?;
         let pid_file = c.bundle.join(format!("{exec_id}.pid"));
         let internal_file = c.bundle.join(format!("{exec_id}-internal.pid"));
@@ -101,6 +103,7 @@ impl Service {
         };
         let runsc = c.runsc.clone();
         let cid = c.id.clone();
+        let since = std::time::Instant::now();
         let mut run = tokio::spawn(async move { runsc.exec(&cid, &spec, opts).await });
         let started = if detach {
             match (&mut run).await {
@@ -123,11 +126,12 @@ impl Service {
                 return Err(e);
             }
         };
+        let internal_pid = read_pid(&internal_file).ok();
         // Detached, the waiting `runsc exec` child is reparented to us and
         // may already have exited: the reaper keeps that for us.
-        let reaped = detach.then(|| self.reaper.claim(pid));
+        let reaped = detach.then(|| self.reaper.claim(pid, since));
         p.set_pid(pid);
-        p.set_internal_pid(read_pid(&internal_file).ok());
+        p.set_internal_pid(internal_pid);
         let _ = std::fs::remove_file(&pid_file);
         let _ = std::fs::remove_file(&internal_file);
         if let Err(e) = p.io.started().await {
@@ -141,6 +145,7 @@ impl Service {
                 ..Default::default()
             })
             .await;
+        drop(turn);
         let svc = self.clone();
         tokio::spawn(async move {
             let status = match reaped {

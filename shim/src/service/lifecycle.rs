@@ -1,22 +1,29 @@
-//! Create, Start, Delete, and what happens when a process exits.
+//! Start, Delete, and what happens when a process exits.
 
-use std::{path::Path, sync::Arc};
+use std::{path::Path, sync::Arc, time::Instant};
 
 use containerd_shim::api;
-use runsc::{CreateOpts, DeleteOpts, ExitReceiver, RestoreOpts, StartOpts, WaitOpts};
-use shim_io::{IoConfig, ProcessIo, RelayMode};
+use runsc::{DeleteOpts, ExitReceiver, RestoreOpts, StartOpts, WaitOpts};
+use shim_io::ProcessIo;
 
 use super::{Service, COPY_AFTER_EXIT_TIMEOUT};
 use crate::{
-    container::{Container, Process, Status, StdioPaths},
+    container::{Container, Process, Status},
     convert,
-    error::{validate_id, Error, Result},
-    events::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskStart},
-    mount,
-    options::Options,
-    runtime, spec,
-    state::State,
+    error::{Error, Result},
+    events::{TaskDelete, TaskExit, TaskOOM, TaskStart},
+    mount, runtime,
 };
+
+/// Runs blocking file-system work (mounts, spec and state files) off the
+/// shim's only runtime thread.
+pub(super) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(Error::Other(format!("blocking task failed: {e}"))))
+}
 
 /// Reads a pid file runsc wrote.
 pub(super) fn read_pid(path: &Path) -> Result<i32> {
@@ -25,22 +32,6 @@ pub(super) fn read_pid(path: &Path) -> Result<i32> {
     s.trim()
         .parse()
         .map_err(|_| Error::Other(format!("pid file {} holds {s:?}", path.display())))
-}
-
-/// A container id can come back while the previous shim of that id still
-/// removes runsc's state in the background, or after a crash left it behind:
-/// wait briefly, then force it away, so `runsc create` starts clean.
-async fn settle_stale_state(runsc: &runsc::Runsc, root: &str, id: &str) {
-    for _ in 0..100 {
-        if !runtime::runsc_knows(root, id) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    log::warn!("stale runsc state for id={id}: force-deleting it");
-    if let Err(e) = runsc.delete(id, DeleteOpts { force: true }).await {
-        log::warn!("runsc delete id={id}: {e}");
-    }
 }
 
 /// runsc's stdio for a process from what shim-io opened.
@@ -58,182 +49,6 @@ pub(super) fn runtime_stdio(io: &ProcessIo) -> runsc::Stdio {
 }
 
 impl Service {
-    pub(super) async fn open_io(
-        &self,
-        id: &str,
-        stdio: &StdioPaths,
-        options: &Options,
-        mode: RelayMode,
-    ) -> Result<ProcessIo> {
-        let cfg = IoConfig {
-            stdin: stdio.stdin.clone(),
-            stdout: stdio.stdout.clone(),
-            stderr: stdio.stderr.clone(),
-            terminal: stdio.terminal,
-            uid: options.io_uid,
-            gid: options.io_gid,
-            container_id: id.to_string(),
-            namespace: self.namespace.clone(),
-            monitor: Arc::new(self.reaper.clone()),
-        };
-        ProcessIo::open(cfg, mode)
-            .await
-            .map_err(|e| Error::io(format!("set up stdio of {id}"), e))
-    }
-
-    pub(super) async fn create(
-        self: Arc<Self>,
-        req: api::CreateTaskRequest,
-    ) -> Result<api::CreateTaskResponse> {
-        validate_id("container", &req.id)?;
-        if self.containers().contains_key(&req.id) {
-            return Err(Error::AlreadyExists(format!(
-                "container {} already exists",
-                req.id
-            )));
-        }
-        let id = req.id.clone();
-        let bundle = std::path::PathBuf::from(&req.bundle);
-        let options = Options::from_any(req.options.as_ref())?;
-        if !options.log_level.is_empty() {
-            crate::logging::raise_level(&options.log_level);
-        }
-        if !options.log_path.is_empty() {
-            crate::logging::add_file(&runsc::format_shim_log_path(&options.log_path, &id));
-        }
-        let spec = spec::read(&bundle)?;
-        let annotations = spec.annotations().clone();
-        let sub = spec::is_sub_container(annotations.as_ref());
-        let sandbox_id = spec::grouping_key(&id, annotations.as_ref());
-        let private_net = !sub && spec::wants_private_network(&spec);
-        let flags = runtime::runsc_flags(&options, &sandbox_id, &id, private_net);
-        runtime::create_emitted_dirs(&flags);
-        let root = options.runsc_root(&self.namespace);
-        State {
-            options: options.clone(),
-            runsc_flags: flags.clone(),
-            runsc_root: root.clone(),
-            sandbox_id: sandbox_id.clone(),
-        }
-        .save(&bundle)?;
-        // The pod's shim may serve containers of several bundles.
-        let _ = std::fs::write(bundle.join("shim.pid"), std::process::id().to_string());
-        let runsc = runtime::build_runsc(
-            &options,
-            &root,
-            &bundle,
-            flags,
-            Arc::new(runsc::LogMonitor::new(Arc::new(self.reaper.clone()))),
-        );
-
-        settle_stale_state(&runsc, &root, &id).await;
-        let rootfs_mounted = mount::mount_rootfs(&bundle, &req.rootfs)?;
-        let undo_mount = |b: &Path| {
-            if rootfs_mounted {
-                mount::unmount_rootfs(b);
-            }
-        };
-        let stdio = StdioPaths {
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            terminal: req.terminal,
-        };
-        // A sub-container's gofer inherits `runsc start`'s stdio and outlives
-        // the process; copying keeps it off the client's FIFOs.
-        let mode = if sub {
-            RelayMode::Copy
-        } else {
-            RelayMode::Direct
-        };
-        let io = match self.open_io(&id, &stdio, &options, mode).await {
-            Ok(io) => io,
-            Err(e) => {
-                undo_mount(&bundle);
-                return Err(e);
-            }
-        };
-        let init = Arc::new(Process::new(&id, "", stdio.clone(), io, None));
-        let restore_from = (!req.checkpoint.is_empty()).then(|| req.checkpoint.clone());
-
-        let mut pid = 0;
-        let mut sandbox_exit = None;
-        if restore_from.is_none() {
-            let pid_file = bundle.join("init.pid");
-            let opts = CreateOpts {
-                // The root container's stdio goes to create; a sub-container's to start.
-                stdio: if sub {
-                    runsc::Stdio::default()
-                } else {
-                    runtime_stdio(&init.io)
-                },
-                console_socket: if sub { None } else { init.io.console_socket() },
-                pid_file: Some(pid_file.clone()),
-                user_log: None,
-            };
-            let res = runsc.create(&id, &bundle, opts).await;
-            if let Err(e) = res {
-                init.io.close().await;
-                undo_mount(&bundle);
-                return Err(Error::runsc(format!("create container {id}"), e));
-            }
-            pid = read_pid(&pid_file).map(|p| p as u32).unwrap_or(0);
-            init.set_pid(pid);
-            if !sub {
-                // The sandbox exits with the root container's status.
-                sandbox_exit = Some(self.reaper.claim(pid));
-                if let Err(e) = init.io.started().await {
-                    let _ = runsc.delete(&id, DeleteOpts { force: true }).await;
-                    init.io.close().await;
-                    undo_mount(&bundle);
-                    return Err(Error::io(format!("attach stdio of {id}"), e));
-                }
-            }
-        }
-        let container = Arc::new(Container {
-            id: id.clone(),
-            bundle: bundle.clone(),
-            runsc,
-            sandbox_id,
-            sub,
-            init: init.clone(),
-            execs: Default::default(),
-            rootfs_mounted,
-            restore_from,
-            ooms_seen: 0.into(),
-            cgroup: Default::default(),
-            parked_exit: Default::default(),
-            options,
-        });
-        container.set_cgroup_from_pid(pid);
-        self.containers().insert(id.clone(), container.clone());
-        if let Some(rx) = sandbox_exit {
-            self.clone().watch_exit(container.clone(), init.clone(), rx);
-        }
-        self.events
-            .send(TaskCreate {
-                container_id: id.clone(),
-                bundle: req.bundle.clone(),
-                rootfs: req.rootfs.clone(),
-                io: Some(TaskIO {
-                    stdin: req.stdin.clone(),
-                    stdout: req.stdout.clone(),
-                    stderr: req.stderr.clone(),
-                    terminal: req.terminal,
-                    ..Default::default()
-                })
-                .into(),
-                checkpoint: req.checkpoint.clone(),
-                pid,
-                ..Default::default()
-            })
-            .await;
-        Ok(api::CreateTaskResponse {
-            pid,
-            ..Default::default()
-        })
-    }
-
     pub(super) async fn start(
         self: Arc<Self>,
         req: api::StartRequest,
@@ -243,7 +58,10 @@ impl Service {
             return self.start_exec(c, &req.exec_id).await;
         }
         let init = c.init.clone();
+        // Held until TaskStart is out: an exit seen meanwhile waits for it.
+        let turn = init.event_turn().await;
         init.transition(&[Status::Created], Status::Running)?;
+        init.set_oom_baseline(c.oom_kills());
         let res = self.start_init(&c).await;
         if let Err(e) = res {
             if c.sub || c.restore_from.is_some() {
@@ -265,6 +83,7 @@ impl Service {
                 ..Default::default()
             })
             .await;
+        drop(turn);
         Ok(api::StartResponse {
             pid,
             ..Default::default()
@@ -275,6 +94,7 @@ impl Service {
         let init = &c.init;
         if let Some(image) = &c.restore_from {
             let pid_file = c.bundle.join("init.pid");
+            let since = Instant::now();
             let opts = RestoreOpts {
                 stdio: runtime_stdio(&init.io),
                 image_path: image.into(),
@@ -291,7 +111,7 @@ impl Service {
             let pid = read_pid(&pid_file)? as u32;
             init.set_pid(pid);
             c.set_cgroup_from_pid(pid);
-            let rx = self.reaper.claim(pid);
+            let rx = self.reaper.claim(pid, since);
             init.io
                 .started()
                 .await
@@ -354,7 +174,12 @@ impl Service {
     pub(super) async fn process_exited(&self, c: &Container, p: &Process, status: i32) {
         let mut status = u32::try_from(status).unwrap_or(255);
         p.io.drain(COPY_AFTER_EXIT_TIMEOUT).await;
-        let oom = p.exec_id.is_empty() && c.take_new_ooms();
+        // After the start's event, before the delete's.
+        let _turn = p.event_turn().await;
+        let oom = p.exec_id.is_empty()
+            && self
+                .ooms
+                .take(&c.sandbox_id, p.oom_baseline(), c.oom_kills(), status);
         if oom && status == 128 {
             status = 137;
         }
@@ -409,6 +234,8 @@ impl Service {
             Status::Created | Status::Stopped => {}
         }
         let was_created = p.status() == Status::Created;
+        // After the exit's event.
+        let _turn = p.event_turn().await;
         p.transition(&[Status::Created, Status::Stopped], Status::Deleted)?;
         if req.exec_id.is_empty() {
             // Always force: the sandbox may be gone; runsc's state files are not.
@@ -418,6 +245,7 @@ impl Service {
                 // waits for it before exiting.
                 let r = runtime::without_log(&c.runsc);
                 let id = c.id.clone();
+                let root = c.runsc_root.clone();
                 self.cleanups
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -425,9 +253,16 @@ impl Service {
                         if let Err(e) = r.delete(&id, DeleteOpts { force: true }).await {
                             log::warn!("runsc delete id={id}: {e}");
                         }
+                        runtime::remove_sandbox_root(&root);
                     });
-            } else if let Err(e) = c.runsc.delete(&c.id, DeleteOpts { force: true }).await {
-                log::warn!("runsc delete id={}: {e}", c.id);
+                self.ooms.forget(&c.sandbox_id);
+            } else {
+                if let Err(e) = c.runsc.delete(&c.id, DeleteOpts { force: true }).await {
+                    log::warn!("runsc delete id={}: {e}", c.id);
+                }
+                if !c.sub {
+                    runtime::remove_sandbox_root(&c.runsc_root);
+                }
             }
             let execs: Vec<_> = c.execs().values().cloned().collect();
             for e in execs {
@@ -435,7 +270,8 @@ impl Service {
             }
             p.io.close().await;
             if c.rootfs_mounted {
-                mount::unmount_rootfs(&c.bundle);
+                let b = c.bundle.clone();
+                let _ = tokio::task::spawn_blocking(move || mount::unmount_rootfs(&b)).await;
             }
             self.containers().remove(&c.id);
         } else {

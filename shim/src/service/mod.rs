@@ -2,7 +2,14 @@
 //! `Service` method returning the crate's `Result`; the one error mapping
 //! lives in `error.rs`.
 //!
-//! - `lifecycle.rs`: Create, Start, Delete and exit handling.
+//! ttrpc drops a request's future when the client's deadline passes. Every
+//! method that changes state therefore runs as a task of its own
+//! ([`detached`]): it runs to completion whatever happens to the request,
+//! and a Create whose client is gone is undone (containerd treats that
+//! create as failed and never deletes what it made).
+//!
+//! - `create.rs`: Create (undone when its client gave up).
+//! - `lifecycle.rs`: Start, Delete and exit handling.
 //! - `exec.rs`: Exec and starting exec processes.
 //! - `checkpoint.rs`: Checkpoint, leaving the task running or not.
 //! - `control.rs`: Kill, Pause, Resume, Pids, CloseIO, ResizePty, Update,
@@ -10,12 +17,17 @@
 
 mod checkpoint;
 mod control;
+mod create;
 mod exec;
 mod lifecycle;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
 };
 
 use async_trait::async_trait;
@@ -27,7 +39,7 @@ use containerd_shim::{
 };
 
 use crate::{
-    container::Container,
+    container::{Container, OomLedger},
     error::{Error, Result},
     events::Events,
     reaper::Reaper,
@@ -46,6 +58,12 @@ pub struct Service {
     reaper: Reaper,
     /// runsc state cleanups still running after their Delete answered.
     cleanups: Mutex<tokio::task::JoinSet<()>>,
+    /// OOM kills reported per sandbox.
+    ooms: OomLedger,
+    /// Creates in progress (Shutdown must not exit under them).
+    creating: AtomicUsize,
+    /// Set by a Shutdown that ends the shim: no new work is taken.
+    shutting_down: AtomicBool,
 }
 
 impl Service {
@@ -59,6 +77,26 @@ impl Service {
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
     }
+
+    /// Refuses new work once the shim is shutting down.
+    fn accepting(&self) -> Result<()> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(Error::FailedPrecondition(
+                "the shim is shutting down and takes no new work".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Runs `work` as a task of its own and waits for it: dropping the waiting
+/// request does not stop the work.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .unwrap_or_else(|e| Err(Error::Other(format!("request task failed: {e}"))))
 }
 
 /// The ttrpc `containerd.task.v2.Task` service.
@@ -78,6 +116,9 @@ impl TaskService {
                 exit,
                 reaper,
                 cleanups: Mutex::new(tokio::task::JoinSet::new()),
+                ooms: OomLedger::default(),
+                creating: AtomicUsize::new(0),
+                shutting_down: AtomicBool::new(false),
             }),
         }
     }
@@ -108,7 +149,7 @@ impl Task for TaskService {
         req: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
         log_req("create", &req.id, "");
-        Ok(self.svc.clone().create(req).await?)
+        Ok(self.svc.clone().create_detached(req).await?)
     }
 
     async fn start(
@@ -117,7 +158,7 @@ impl Task for TaskService {
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
         log_req("start", &req.id, &req.exec_id);
-        Ok(self.svc.clone().start(req).await?)
+        Ok(detached(self.svc.clone().start(req)).await?)
     }
 
     async fn delete(
@@ -126,7 +167,8 @@ impl Task for TaskService {
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
         log_req("delete", &req.id, &req.exec_id);
-        Ok(self.svc.delete(req).await?)
+        let svc = self.svc.clone();
+        Ok(detached(async move { svc.delete(req).await }).await?)
     }
 
     async fn exec(
@@ -135,17 +177,19 @@ impl Task for TaskService {
         req: api::ExecProcessRequest,
     ) -> TtrpcResult<api::Empty> {
         log_req("exec", &req.id, &req.exec_id);
-        Ok(self.svc.exec(req).await?)
+        let svc = self.svc.clone();
+        Ok(detached(async move { svc.exec(req).await }).await?)
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
         log_req("kill", &req.id, &req.exec_id);
-        Ok(self.svc.clone().kill(req).await?)
+        Ok(detached(self.svc.clone().kill(req)).await?)
     }
 
     async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
         log_req("pause", &req.id, "");
-        Ok(self.svc.pause(req).await?)
+        let svc = self.svc.clone();
+        Ok(detached(async move { svc.pause(req).await }).await?)
     }
 
     async fn resume(
@@ -154,7 +198,8 @@ impl Task for TaskService {
         req: api::ResumeRequest,
     ) -> TtrpcResult<api::Empty> {
         log_req("resume", &req.id, "");
-        Ok(self.svc.resume(req).await?)
+        let svc = self.svc.clone();
+        Ok(detached(async move { svc.resume(req).await }).await?)
     }
 
     async fn pids(
@@ -190,7 +235,8 @@ impl Task for TaskService {
         req: api::UpdateTaskRequest,
     ) -> TtrpcResult<api::Empty> {
         log_req("update", &req.id, "");
-        Ok(self.svc.update(req).await?)
+        let svc = self.svc.clone();
+        Ok(detached(async move { svc.update(req).await }).await?)
     }
 
     async fn checkpoint(
@@ -199,7 +245,7 @@ impl Task for TaskService {
         req: api::CheckpointTaskRequest,
     ) -> TtrpcResult<api::Empty> {
         log_req("checkpoint", &req.id, "");
-        Ok(self.svc.clone().checkpoint(req).await?)
+        Ok(detached(self.svc.clone().checkpoint(req)).await?)
     }
 
     async fn stats(

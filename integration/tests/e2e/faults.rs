@@ -1,0 +1,119 @@
+//! Off the happy path: a runsc that hangs, ids that prefix each other, a
+//! runsc flag this runsc does not know, a missing executable, a shim that
+//! is killed.
+
+use std::{fs, time::Duration};
+
+use crate::{Containerd, OutputExt};
+
+fn config(c: &Containerd, name: &str, text: &str) -> String {
+    let p = c.dir().join(name);
+    fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn ids_that_prefix_each_other_coexist() {
+    let c = Containerd::start();
+    c.run_detached("web10", &[], &["sleep", "1000"]);
+    let out = c.run("web1", &[], &["echo", "web1 ran"]);
+    assert_eq!(out.out(), "web1 ran\n", "{}", out.err());
+    c.run_detached("web1", &[], &["sleep", "1000"]);
+    c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "web1"]);
+    c.wait_status("web1", "STOPPED");
+    // web10 is untouched by everything done to web1.
+    assert_eq!(c.task_status("web10").as_deref(), Some("RUNNING"));
+    c.ctr_ok(&["tasks", "delete", "web1"]);
+    c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "web10"]);
+    c.wait_status("web10", "STOPPED");
+    c.stop_and_check();
+}
+
+#[test]
+fn an_unknown_runsc_flag_is_refused_by_name() {
+    let c = Containerd::start();
+    let cfg = config(&c, "typo.toml", "[runsc_config]\nnetwrok = \"none\"\n");
+    let out = c.run("typo", &["--runtime-config-path", &cfg], &["echo", "ran"]);
+    assert_ne!(out.code(), 0);
+    assert!(out.err().contains("\"netwrok\""), "{}", out.err());
+    // runsc's usage text never reaches the container's output.
+    assert!(!out.out().contains("Usage"), "{}", out.out());
+    let cfg = config(&c, "owned.toml", "[runsc_config]\nlog-format = \"text\"\n");
+    let out = c.run("owned", &["--runtime-config-path", &cfg], &["true"]);
+    assert!(out.err().contains("log-format"), "{}", out.err());
+    c.stop_and_check();
+}
+
+#[test]
+fn a_missing_executable_fails_at_create() {
+    let c = Containerd::start();
+    let out = c.run("nobin", &[], &["no-such-binary"]);
+    assert_ne!(out.code(), 0);
+    assert!(
+        out.err()
+            .contains("exec: \"no-such-binary\": executable file not found in $PATH"),
+        "{}",
+        out.err()
+    );
+    let out = c.run("nobin2", &[], &["/no/such/binary"]);
+    assert!(
+        out.err()
+            .contains("/no/such/binary: no such file or directory"),
+        "{}",
+        out.err()
+    );
+    c.stop_and_check();
+}
+
+#[test]
+fn a_hung_runsc_create_is_ended_at_its_deadline() {
+    let c = Containerd::start();
+    // On this host `--platform=kvm` hangs `runsc create` forever.
+    let cfg = config(
+        &c,
+        "kvm.toml",
+        "[runsc_config]\nplatform = \"kvm\"\n[runsc_timeouts]\ncreate = 3\n",
+    );
+    let started = std::time::Instant::now();
+    let out = c.run("kvm1", &["--runtime-config-path", &cfg], &["true"]);
+    assert_ne!(out.code(), 0);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    if std::path::Path::new("/dev/kvm").exists() && started.elapsed() >= Duration::from_secs(3) {
+        assert!(
+            out.err().contains("did not finish within 3s"),
+            "{}",
+            out.err()
+        );
+    }
+    // No runsc, gofer or sandbox, mount or state is left (checked here).
+    c.stop_and_check();
+}
+
+#[test]
+fn a_killed_shim_leaves_no_socket_after_containerds_cleanup() {
+    let c = Containerd::start();
+    c.run_detached("crash1", &[], &["sleep", "1000"]);
+    let pids = c.shim_pids();
+    assert_eq!(pids.len(), 1);
+    assert_eq!(c.own_sockets().len(), 1);
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // containerd sees the shim die and runs its `delete` action.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !c.own_sockets().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(c.own_sockets().is_empty(), "{:?}", c.own_sockets());
+    // containerd has reported the task stopped and dropped it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while c.task_status("crash1").is_some_and(|s| s != "STOPPED")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = c.ctr(&["tasks", "delete", "crash1"]);
+    c.stop_and_check();
+}

@@ -1,0 +1,289 @@
+//! Create: the runsc client, spec checks, rootfs, stdio and `runsc create`
+//! of a container, run apart from the request and undone if its client
+//! gave up.
+
+use std::{
+    path::Path,
+    sync::{atomic::Ordering, Arc},
+    time::Instant,
+};
+
+use containerd_shim::api;
+use runsc::{CreateOpts, DeleteOpts};
+use shim_io::{IoConfig, ProcessIo, RelayMode};
+
+use super::{
+    lifecycle::{blocking, read_pid, runtime_stdio},
+    Service,
+};
+use crate::{
+    container::{Container, Process, StdioPaths},
+    error::{validate_id, Error, Result},
+    events::{TaskCreate, TaskIO},
+    executable, mount,
+    options::Options,
+    runtime, spec,
+    state::State,
+};
+
+/// A container id can come back while the previous shim of that id still
+/// removes runsc's state in the background, or after a crash left it behind:
+/// wait briefly, then force it away, so `runsc create` starts clean.
+async fn settle_stale_state(runsc: &runsc::Runsc, root: &str, id: &str) {
+    for _ in 0..100 {
+        if !runtime::runsc_knows(root, id) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    log::warn!("stale runsc state for id={id}: force-deleting it");
+    if let Err(e) = runsc.delete(id, DeleteOpts { force: true }).await {
+        log::warn!("runsc delete id={id}: {e}");
+    }
+}
+
+impl Service {
+    pub(super) async fn open_io(
+        &self,
+        id: &str,
+        stdio: &StdioPaths,
+        options: &Options,
+        mode: RelayMode,
+    ) -> Result<ProcessIo> {
+        let cfg = IoConfig {
+            stdin: stdio.stdin.clone(),
+            stdout: stdio.stdout.clone(),
+            stderr: stdio.stderr.clone(),
+            terminal: stdio.terminal,
+            uid: options.io_uid,
+            gid: options.io_gid,
+            container_id: id.to_string(),
+            namespace: self.namespace.clone(),
+            monitor: Arc::new(self.reaper.clone()),
+        };
+        ProcessIo::open(cfg, mode)
+            .await
+            .map_err(|e| Error::io(format!("set up stdio of {id}"), e))
+    }
+
+    /// Create, run apart from the request: if the client has given up by
+    /// the time it is done, it is undone.
+    pub(super) async fn create_detached(
+        self: Arc<Self>,
+        req: api::CreateTaskRequest,
+    ) -> Result<api::CreateTaskResponse> {
+        // Counted before the check, so a Shutdown either sees this Create
+        // or this Create sees the Shutdown.
+        self.creating.fetch_add(1, Ordering::SeqCst);
+        if let Err(e) = self.accepting() {
+            self.creating.fetch_sub(1, Ordering::SeqCst);
+            return Err(e);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let id = req.id.clone();
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let res = svc.clone().create(req).await;
+            svc.creating.fetch_sub(1, Ordering::SeqCst);
+            if let Err(Ok(_)) = tx.send(res) {
+                log::warn!("create id={id} finished after its client gave up: undoing it");
+                let undo = api::DeleteRequest {
+                    id: id.clone(),
+                    ..Default::default()
+                };
+                if let Err(e) = svc.delete(undo).await {
+                    log::warn!("undo create id={id}: {e}");
+                }
+            }
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(Error::Other("create task ended without an answer".into())))
+    }
+
+    async fn create(
+        self: Arc<Self>,
+        req: api::CreateTaskRequest,
+    ) -> Result<api::CreateTaskResponse> {
+        validate_id("container", &req.id)?;
+        if self.containers().contains_key(&req.id) {
+            return Err(Error::AlreadyExists(format!(
+                "container {} already exists",
+                req.id
+            )));
+        }
+        let id = req.id.clone();
+        let bundle = std::path::PathBuf::from(&req.bundle);
+        let options = Options::from_any(req.options.as_ref())?;
+        if !options.log_level.is_empty() {
+            crate::logging::raise_level(&options.log_level);
+        }
+        if !options.log_path.is_empty() {
+            crate::logging::add_file(&runsc::format_shim_log_path(&options.log_path, &id));
+        }
+        let spec = {
+            let b = bundle.clone();
+            blocking(move || spec::read(&b)).await?
+        };
+        let annotations = spec.annotations().clone();
+        let sub = spec::is_sub_container(annotations.as_ref());
+        let sandbox_id = spec::grouping_key(&id, annotations.as_ref());
+        // It names a directory: the same rules as any id.
+        validate_id("sandbox", &sandbox_id)?;
+        let private_net = !sub && spec::wants_private_network(&spec);
+        let flags = runtime::runsc_flags(&options, &sandbox_id, &id, private_net);
+        let root = runtime::sandbox_root(&options, &self.namespace, &sandbox_id);
+        let state = State {
+            options: options.clone(),
+            runsc_flags: flags.clone(),
+            runsc_root: root.clone(),
+            sandbox_id: sandbox_id.clone(),
+        };
+        {
+            let (b, flags, root) = (bundle.clone(), flags.clone(), root.clone());
+            blocking(move || {
+                runtime::create_emitted_dirs(&flags);
+                std::fs::create_dir_all(&root)
+                    .map_err(|e| Error::os(format!("create runsc root {root}"), e))?;
+                state.save(&b)?;
+                // The pod's shim may serve containers of several bundles.
+                let _ = std::fs::write(b.join("shim.pid"), std::process::id().to_string());
+                Ok(())
+            })
+            .await?;
+        }
+        // A sandbox whose create fails leaves no runsc root behind.
+        let mut root_guard = runtime::RemoveRootOnFailure::new(&root, !sub);
+        let runsc = runtime::build_runsc(
+            &options,
+            &root,
+            &bundle,
+            flags,
+            Arc::new(runsc::LogMonitor::new(Arc::new(self.reaper.clone()))),
+        );
+
+        runtime::check_runsc_config(&runsc, &options).await?;
+        settle_stale_state(&runsc, &root, &id).await;
+        let rootfs_mounted = {
+            let (b, m) = (bundle.clone(), req.rootfs.clone());
+            blocking(move || mount::mount_rootfs(&b, &m)).await?
+        };
+        let undo_mount = |b: &Path| {
+            if rootfs_mounted {
+                mount::unmount_rootfs(b);
+            }
+        };
+        if req.checkpoint.is_empty() {
+            if let Err(e) = executable::check(&bundle, &spec) {
+                undo_mount(&bundle);
+                return Err(e);
+            }
+        }
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        // A sub-container's gofer inherits `runsc start`'s stdio and outlives
+        // the process; copying keeps it off the client's FIFOs.
+        let mode = if sub {
+            RelayMode::Copy
+        } else {
+            RelayMode::Direct
+        };
+        let io = match self.open_io(&id, &stdio, &options, mode).await {
+            Ok(io) => io,
+            Err(e) => {
+                undo_mount(&bundle);
+                return Err(e);
+            }
+        };
+        let init = Arc::new(Process::new(&id, "", stdio.clone(), io, None));
+        let restore_from = (!req.checkpoint.is_empty()).then(|| req.checkpoint.clone());
+
+        let mut pid = 0;
+        let mut sandbox_exit = None;
+        if restore_from.is_none() {
+            let pid_file = bundle.join("init.pid");
+            let opts = CreateOpts {
+                // The root container's stdio goes to create; a sub-container's to start.
+                stdio: if sub {
+                    runsc::Stdio::default()
+                } else {
+                    runtime_stdio(&init.io)
+                },
+                console_socket: if sub { None } else { init.io.console_socket() },
+                pid_file: Some(pid_file.clone()),
+                user_log: None,
+            };
+            let since = Instant::now();
+            let res = runsc.create(&id, &bundle, opts).await;
+            if let Err(e) = res {
+                init.io.close().await;
+                // A create that failed late (or overran) may have left state.
+                if runtime::runsc_knows(&root, &id) {
+                    if let Err(e) = runsc.delete(&id, DeleteOpts { force: true }).await {
+                        log::warn!("runsc delete id={id} after failed create: {e}");
+                    }
+                }
+                undo_mount(&bundle);
+                return Err(Error::runsc(format!("create container {id}"), e));
+            }
+            pid = read_pid(&pid_file).map(|p| p as u32).unwrap_or(0);
+            init.set_pid(pid);
+            if !sub {
+                // The sandbox exits with the root container's status.
+                sandbox_exit = Some(self.reaper.claim(pid, since));
+                if let Err(e) = init.io.started().await {
+                    let _ = runsc.delete(&id, DeleteOpts { force: true }).await;
+                    init.io.close().await;
+                    undo_mount(&bundle);
+                    return Err(Error::io(format!("attach stdio of {id}"), e));
+                }
+            }
+        }
+        let container = Arc::new(Container {
+            id: id.clone(),
+            bundle: bundle.clone(),
+            runsc,
+            sandbox_id,
+            sub,
+            runsc_root: root,
+            init: init.clone(),
+            execs: Default::default(),
+            rootfs_mounted,
+            restore_from,
+            cgroup: Default::default(),
+            parked_exit: Default::default(),
+            options,
+        });
+        container.set_cgroup_from_pid(pid);
+        self.containers().insert(id.clone(), container.clone());
+        root_guard.disarm();
+        if let Some(rx) = sandbox_exit {
+            self.clone().watch_exit(container.clone(), init.clone(), rx);
+        }
+        self.events
+            .send(TaskCreate {
+                container_id: id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: Some(TaskIO {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                    ..Default::default()
+                })
+                .into(),
+                checkpoint: req.checkpoint.clone(),
+                pid,
+                ..Default::default()
+            })
+            .await;
+        Ok(api::CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+}

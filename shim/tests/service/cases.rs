@@ -1,0 +1,260 @@
+//! One test per lifecycle rule the service keeps.
+
+use std::time::Duration;
+
+use containerd_shim::{
+    api,
+    protos::{shim_async::Task, ttrpc::Code},
+};
+
+use crate::{code, ctx, message, Harness};
+
+const SIGKILL: u32 = 9;
+
+#[tokio::test]
+async fn an_exit_during_start_is_published_after_task_start() {
+    let mut h = Harness::new("").await;
+    h.set("exit-at-start");
+    h.create("c1").await.unwrap();
+    h.start("c1", "").await.unwrap();
+    assert_eq!(h.wait("c1").await, 137);
+    h.delete("c1").await.unwrap();
+    let topics = h.topics_until("c1", "/tasks/delete").await;
+    assert_eq!(
+        topics,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn events_keep_their_order_under_load() {
+    let mut h = Harness::new("").await;
+    h.set("exit-at-start");
+    let ids: Vec<String> = (0..8).map(|i| format!("load{i}")).collect();
+    let runs = ids.iter().map(|id| async {
+        h.create(id).await.unwrap();
+        h.start(id, "").await.unwrap();
+        h.wait(id).await;
+        h.delete(id).await.unwrap();
+    });
+    futures::future::join_all(runs).await;
+    for id in &ids {
+        let topics = h.topics_until(id, "/tasks/delete").await;
+        assert_eq!(
+            topics,
+            [
+                "/tasks/create",
+                "/tasks/start",
+                "/tasks/exit",
+                "/tasks/delete"
+            ],
+            "{id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_second_kill_of_an_exited_process_is_not_found() {
+    let h = Harness::new("").await;
+    h.create("k1").await.unwrap();
+    h.start("k1", "").await.unwrap();
+    h.kill("k1", "", SIGKILL).await.unwrap();
+    assert_eq!(h.wait("k1").await, 137);
+    for sig in [SIGKILL, 15] {
+        assert_eq!(h.kill("k1", "", sig).await, Err(Code::NOT_FOUND));
+    }
+    h.delete("k1").await.unwrap();
+}
+
+#[tokio::test]
+async fn stats_are_served_for_a_created_task() {
+    let h = Harness::new("").await;
+    h.create("s1").await.unwrap();
+    let req = api::StatsRequest {
+        id: "s1".into(),
+        ..Default::default()
+    };
+    let stats = h.svc.stats(&ctx(), req).await.unwrap();
+    assert!(stats.stats.is_some());
+    // runsc 0.0~20221219 panics on `events --stats` before start: not asked.
+    assert!(!h.calls().contains("events"), "{}", h.calls());
+    h.delete("s1").await.unwrap();
+}
+
+#[tokio::test]
+async fn pids_give_the_init_the_pid_create_reported() {
+    let h = Harness::new("").await;
+    let pid = h.create("p1").await.unwrap().pid;
+    h.start("p1", "").await.unwrap();
+    let req = api::PidsRequest {
+        id: "p1".into(),
+        ..Default::default()
+    };
+    let pids: Vec<u32> = h
+        .svc
+        .pids(&ctx(), req)
+        .await
+        .unwrap()
+        .processes
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(pids, [pid, 5]);
+    h.kill("p1", "", SIGKILL).await.unwrap();
+    h.wait("p1").await;
+    h.delete("p1").await.unwrap();
+}
+
+#[tokio::test]
+async fn an_exec_whose_pid_is_unknown_is_never_signalled_through_init() {
+    let h = Harness::new("").await;
+    h.set("no-internal-pid");
+    h.create("e1").await.unwrap();
+    h.start("e1", "").await.unwrap();
+    let spec = oci_spec::runtime::Spec::default()
+        .process()
+        .clone()
+        .unwrap();
+    let req = api::ExecProcessRequest {
+        id: "e1".into(),
+        exec_id: "x".into(),
+        spec: Some(
+            containerd_shim::protos::protobuf::well_known_types::any::Any {
+                value: serde_json::to_vec(&spec).unwrap(),
+                ..Default::default()
+            },
+        )
+        .into(),
+        ..Default::default()
+    };
+    h.svc.exec(&ctx(), req).await.unwrap();
+    let exec_pid = h.start("e1", "x").await.unwrap().pid;
+    assert_eq!(
+        h.kill("e1", "x", SIGKILL).await,
+        Err(Code::FAILED_PRECONDITION)
+    );
+    assert!(!h.calls().contains("kill"), "runsc kill ran: {}", h.calls());
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(exec_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    h.kill("e1", "", SIGKILL).await.unwrap();
+    h.wait("e1").await;
+    h.delete("e1").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hung_runsc_create_answers_deadline_exceeded_and_leaves_nothing() {
+    let h = Harness::new("[runsc_timeouts]\ncreate = 0.5").await;
+    h.set("hang-create");
+    let b = h.bundle("h1", &["sh"]);
+    let err = h
+        .svc
+        .create(&ctx(), h.create_req("h1", &b))
+        .await
+        .unwrap_err();
+    let (c, msg) = (code(err.clone()), message(err));
+    assert_eq!(c, Code::DEADLINE_EXCEEDED, "{msg}");
+    assert!(msg.contains("did not finish within 500ms"), "{msg}");
+    // Nothing of it is left in the shim: the same id can be created again.
+    std::fs::remove_file(h.path("hang-create")).unwrap();
+    h.create("h1").await.unwrap();
+    h.delete("h1").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_create_whose_client_gave_up_is_undone() {
+    let h = Harness::new("").await;
+    h.set("slow-create");
+    let b = h.bundle("g1", &["sh"]);
+    let req = h.create_req("g1", &b);
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), h.svc.create(&ctx(), req)).await;
+    assert!(gave_up.is_err());
+    // The create finishes on its own, sees nobody waiting, and is undone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !h.calls().contains("delete") && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(h.calls().contains("delete"), "{}", h.calls());
+    let state = api::StateRequest {
+        id: "g1".into(),
+        ..Default::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = h.svc.state(&ctx(), state.clone()).await;
+        if r.is_err() || tokio::time::Instant::now() > deadline {
+            assert_eq!(r.map(drop).map_err(code), Err(Code::NOT_FOUND));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn runsc_config_keys_are_checked_against_this_runsc() {
+    let h = Harness::new("[runsc_config]\nnetwork = \"none\"\nnetwrok = \"host\"").await;
+    let b = h.bundle("r1", &["sh"]);
+    let err = h
+        .svc
+        .create(&ctx(), h.create_req("r1", &b))
+        .await
+        .unwrap_err();
+    let (c, msg) = (code(err.clone()), message(err));
+    assert_eq!(c, Code::INVALID_ARGUMENT, "{msg}");
+    assert!(
+        msg.contains("\"netwrok\"") && !msg.contains("\"network\""),
+        "{msg}"
+    );
+    assert!(
+        !h.calls().contains("create"),
+        "runsc create ran: {}",
+        h.calls()
+    );
+
+    let h = Harness::new("[runsc_config]\nroot = \"/elsewhere\"").await;
+    let b = h.bundle("r2", &["sh"]);
+    let err = h
+        .svc
+        .create(&ctx(), h.create_req("r2", &b))
+        .await
+        .unwrap_err();
+    assert!(message(err).contains("\"root\""));
+}
+
+#[tokio::test]
+async fn a_missing_executable_fails_at_create_like_runc() {
+    let h = Harness::new("").await;
+    let b = h.bundle("x1", &["no-such-binary"]);
+    let err = h
+        .svc
+        .create(&ctx(), h.create_req("x1", &b))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        message(err),
+        "exec: \"no-such-binary\": executable file not found in $PATH"
+    );
+    assert!(!h.calls().contains("create"), "{}", h.calls());
+}
+
+#[tokio::test]
+async fn after_shutdown_no_new_work_is_taken() {
+    let h = Harness::new("").await;
+    h.svc
+        .shutdown(&ctx(), api::ShutdownRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        h.create("late").await.map(drop),
+        Err(Code::FAILED_PRECONDITION)
+    );
+    tokio::time::timeout(Duration::from_secs(1), h.exit.wait())
+        .await
+        .unwrap();
+}
