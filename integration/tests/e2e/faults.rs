@@ -117,3 +117,42 @@ fn a_killed_shim_leaves_no_socket_after_containerds_cleanup() {
     let _ = c.ctr(&["tasks", "delete", "crash1"]);
     c.stop_and_check();
 }
+
+#[test]
+fn execs_racing_a_kill_all_end_and_report() {
+    let c = Containerd::start();
+    c.run_detached("race1", &[], &["sleep", "1000"]);
+    let execs: Vec<_> = (0..3)
+        .map(|i| {
+            c.ctr_cmd()
+                .args(["tasks", "exec", "--exec-id", &format!("x{i}"), "race1"])
+                .args(["sleep", "1000"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = std::thread::scope(|s| {
+        let kill = s.spawn(|| c.ctr(&["tasks", "kill", "-s", "SIGKILL", "race1"]));
+        let exec = s.spawn(|| c.ctr(&["tasks", "exec", "--exec-id", "late", "race1", "true"]));
+        let _ = exec.join();
+        kill.join().unwrap()
+    });
+    assert_eq!(killed.code(), 0, "{}", killed.err());
+    c.wait_status("race1", "STOPPED");
+    // Every exec's client gets its exit: the sandbox took them all down.
+    for mut e in execs {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if e.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "an exec never ended");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    c.ctr_ok(&["tasks", "delete", "race1"]);
+    c.stop_and_check();
+}

@@ -258,3 +258,53 @@ async fn after_shutdown_no_new_work_is_taken() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_start_whose_client_gave_up_still_completes() {
+    let mut h = Harness::new("").await;
+    h.set("slow-start");
+    h.create("st1").await.unwrap();
+    let req = api::StartRequest {
+        id: "st1".into(),
+        ..Default::default()
+    };
+    let c = ctx();
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), h.svc.start(&c, req)).await;
+    assert!(gave_up.is_err());
+    // The start went on: TaskStart is published and the exit is watched.
+    let topics = h.topics_until("st1", "/tasks/start").await;
+    assert_eq!(topics, ["/tasks/create", "/tasks/start"]);
+    h.kill("st1", "", SIGKILL).await.unwrap();
+    assert_eq!(h.wait("st1").await, 137);
+    h.delete("st1").await.unwrap();
+    let topics = h.topics_until("st1", "/tasks/delete").await;
+    assert_eq!(
+        topics,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_runsc_that_dies_mid_create_leaves_nothing() {
+    let h = Harness::new("").await;
+    h.set("die-create");
+    let b = h.bundle("d1", &["sh"]);
+    let err = h
+        .svc
+        .create(&ctx(), h.create_req("d1", &b))
+        .await
+        .unwrap_err();
+    let (c, msg) = (code(err.clone()), message(err));
+    assert_eq!(c, Code::UNKNOWN, "{msg}");
+    assert!(msg.contains("exit status 137"), "{msg}");
+    // No entry in the shim, no runsc root for the sandbox.
+    assert!(!h.path("root/test/d1").exists());
+    std::fs::remove_file(h.path("die-create")).unwrap();
+    h.create("d1").await.unwrap();
+    h.delete("d1").await.unwrap();
+}

@@ -42,6 +42,7 @@ for a in "$@"; do prev=$last; last=$a; done
 echo "$verb $*" >> "$dir/calls"
 fail() { printf '{"msg":"%s","level":"error"}' "$1" >> "$log"; exit 128; }
 [ -f "$dir/hang-$verb" ] && exec sleep 1000
+[ -f "$dir/die-$verb" ] && kill -9 $$
 [ -f "$dir/slow-$verb" ] && sleep 1
 case "$verb" in
   flags) printf '  -network value\n  -debug\n  -debug-log string\n' >&2;;
