@@ -57,7 +57,8 @@ impl Runsc {
 
     /// `runsc start <id>`.
     pub async fn start(&self, id: &str, opts: StartOpts) -> Result<()> {
-        let cmd = self.command_for("start", &with_id(opts.args(), id));
+        let mut cmd = self.command_for("start", &with_id(opts.args(), id));
+        opts.netns_check.apply(&mut cmd.0);
         self.execute(
             "start",
             id,
@@ -236,7 +237,8 @@ impl Runsc {
     /// `runsc restore --image-path=… [opts] <id>`: `id` may be new; the
     /// bundle must describe the same container as the checkpointed one.
     pub async fn restore(&self, id: &str, opts: RestoreOpts) -> Result<()> {
-        let cmd = self.command_for("restore", &with_id(opts.args(), id));
+        let mut cmd = self.command_for("restore", &with_id(opts.args(), id));
+        opts.netns_check.apply(&mut cmd.0);
         self.execute(
             "restore",
             id,

@@ -15,6 +15,8 @@
 //! - [`paths`]: `%ID%` templating of path flags and the shim log path.
 //! - [`deadline`]: per-verb [`Timeouts`] and killing an overrunning call's
 //!   whole process tree.
+//! - [`netns`]: [`NetnsCheck`], the narrow workaround for runsc's root
+//!   network namespace check on current kernels.
 //! - [`monitor`]: the [`ProcessMonitor`] seam through which every child is
 //!   spawned and reaped, so a subreaping shim never loses an exit.
 //!
@@ -33,6 +35,7 @@ mod exec;
 mod fake_tests;
 pub mod global;
 pub mod monitor;
+pub mod netns;
 pub mod opts;
 pub mod paths;
 pub mod types;
@@ -42,6 +45,7 @@ pub use error::{Error, Result};
 pub use events::EventStream;
 pub use global::{GlobalOpts, LogFormat, LogTarget, Runsc, DEFAULT_COMMAND};
 pub use monitor::{describe, DefaultMonitor, Exit, ExitReceiver, LogMonitor, ProcessMonitor};
+pub use netns::NetnsCheck;
 pub use opts::{
     CheckpointOpts, CreateOpts, DeleteOpts, EventsOpts, ExecOpts, KillOpts, RestoreOpts, StartOpts,
     Stdio, StdioSource, WaitOpts,

@@ -83,6 +83,9 @@ impl CreateOpts {
 pub struct StartOpts {
     /// Stdio for a sub-container's gofer (it keeps it open).
     pub stdio: Stdio,
+    /// How this call sees `/proc/sys/net` (a root container's start sets
+    /// up networking).
+    pub netns_check: crate::NetnsCheck,
 }
 
 impl StartOpts {
@@ -223,6 +226,8 @@ pub struct RestoreOpts {
     pub console_socket: Option<PathBuf>,
     /// `--user-log`.
     pub user_log: Option<PathBuf>,
+    /// How this call sees `/proc/sys/net` (restore sets up networking).
+    pub netns_check: crate::NetnsCheck,
 }
 
 impl RestoreOpts {

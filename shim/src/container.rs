@@ -247,6 +247,9 @@ pub struct Container {
     pub sub: bool,
     /// runsc's `--root` for this container's sandbox.
     pub runsc_root: String,
+    /// How the runsc call that sets up the sandbox's network sees
+    /// `/proc/sys/net`.
+    pub netns_check: runsc::NetnsCheck,
     /// The init process.
     pub init: Arc<Process>,
     /// Exec processes by exec id.

@@ -1,12 +1,13 @@
 //! Building the runsc client a container uses, and small host adjustments.
 
-use std::{collections::BTreeMap, path::Path, sync::Arc};
+use std::{collections::BTreeMap, os::unix::fs::MetadataExt, path::Path, sync::Arc};
 
-use runsc::{GlobalOpts, LogFormat, ProcessMonitor, Runsc, Timeouts};
+use runsc::{GlobalOpts, LogFormat, NetnsCheck, ProcessMonitor, Runsc, Timeouts};
 
 use crate::{
     error::{Error, Result},
     options::Options,
+    spec::Network,
 };
 
 /// The runsc client for one container: its binary, `--root`, a JSON log per
@@ -95,20 +96,48 @@ pub fn without_log(r: &Runsc) -> Runsc {
 }
 
 /// The flags every runsc call of a container gets: `[runsc_config]` with
-/// `%ID%` (sandbox) and `%CID%` (container) substituted, plus
-/// `--network=none` when the spec wants a private network namespace and the
-/// user did not choose a network mode.
+/// `%ID%` (sandbox) and `%CID%` (container) substituted, plus the network
+/// mode a sandbox's spec implies when the user chose none: a new namespace
+/// without a path is what runc makes empty (runsc refuses to run its stack
+/// in the host namespace), so `none` (loopback only); no namespace at all
+/// means the host's network, so `host`; a namespace path gets runsc's own
+/// stack in it. `network` is None for a pod member (the sandbox decides).
 pub fn runsc_flags(
     options: &Options,
     sandbox_id: &str,
     container_id: &str,
-    private_network: bool,
+    network: Option<&Network>,
 ) -> BTreeMap<String, String> {
     let mut flags = runsc::format_runsc_paths(sandbox_id, container_id, &options.runsc_config);
-    if private_network && !flags.contains_key("network") {
-        flags.insert("network".into(), "none".into());
+    let implied = match network {
+        Some(Network::New) => Some("none"),
+        Some(Network::Host) => Some("host"),
+        Some(Network::Join(_)) | None => None,
+    };
+    if let Some(mode) = implied {
+        flags.entry("network".into()).or_insert_with(|| mode.into());
     }
     flags
+}
+
+/// Whether the runsc call that sets up a sandbox's network needs
+/// `/proc/sys/net` masked (see [`runsc::netns`]): only when runsc's own
+/// stack joins a namespace other than the one the shim runs in (the
+/// host's, as containerd's), where its "root network namespace" check is
+/// wrong on current kernels. (`/proc/1/ns/net` is not always readable,
+/// even by root.)
+pub fn netns_check(network: Option<&Network>, flags: &BTreeMap<String, String>) -> NetnsCheck {
+    let Some(Network::Join(path)) = network else {
+        return NetnsCheck::AsIs;
+    };
+    if flags.get("network").is_some_and(|m| m != "sandbox") {
+        return NetnsCheck::AsIs;
+    }
+    let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    match (id(path), id(Path::new("/proc/self/ns/net"))) {
+        (Some(ns), Some(host)) if ns != host => NetnsCheck::MaskProcSysNet,
+        _ => NetnsCheck::AsIs,
+    }
 }
 
 /// Creates the directories path-like flags will write into.
@@ -202,12 +231,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn network_none_only_when_unset() {
+    fn network_mode_follows_the_spec_unless_set() {
         let mut o = Options::default();
-        assert_eq!(runsc_flags(&o, "p", "c", true)["network"], "none");
-        assert!(!runsc_flags(&o, "p", "c", false).contains_key("network"));
-        o.runsc_config.insert("network".into(), "host".into());
-        assert_eq!(runsc_flags(&o, "p", "c", true)["network"], "host");
+        let join = Network::Join("/var/run/netns/x".into());
+        assert_eq!(
+            runsc_flags(&o, "p", "c", Some(&Network::New))["network"],
+            "none"
+        );
+        assert_eq!(
+            runsc_flags(&o, "p", "c", Some(&Network::Host))["network"],
+            "host"
+        );
+        assert!(!runsc_flags(&o, "p", "c", Some(&join)).contains_key("network"));
+        assert!(!runsc_flags(&o, "p", "c", None).contains_key("network"));
+        o.runsc_config.insert("network".into(), "sandbox".into());
+        assert_eq!(
+            runsc_flags(&o, "p", "c", Some(&Network::Host))["network"],
+            "sandbox"
+        );
+    }
+
+    #[test]
+    fn proc_sys_net_is_masked_only_for_a_foreign_namespace() {
+        let none = BTreeMap::new();
+        let host = Network::Join("/proc/self/ns/net".into());
+        assert_eq!(netns_check(Some(&host), &none), NetnsCheck::AsIs);
+        assert_eq!(netns_check(Some(&Network::New), &none), NetnsCheck::AsIs);
+        assert_eq!(netns_check(None, &none), NetnsCheck::AsIs);
+        // A namespace of its own: this test's thread in a new one.
+        let t = std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let tid = nix::unistd::gettid();
+            let own = Network::Join(format!("/proc/self/task/{tid}/ns/net").into());
+            let none = BTreeMap::new();
+            let off = BTreeMap::from([("network".to_string(), "none".to_string())]);
+            (
+                netns_check(Some(&own), &none),
+                netns_check(Some(&own), &off),
+            )
+        });
+        assert_eq!(
+            t.join().unwrap(),
+            (NetnsCheck::MaskProcSysNet, NetnsCheck::AsIs)
+        );
     }
 
     #[test]
@@ -215,7 +281,7 @@ mod tests {
         let mut o = Options::default();
         o.runsc_config
             .insert("debug-log".into(), "/var/log/runsc/%ID%/%CID%.log".into());
-        let f = runsc_flags(&o, "pod", "c1", false);
+        let f = runsc_flags(&o, "pod", "c1", None);
         assert_eq!(f["debug-log"], "/var/log/runsc/pod/c1.log");
     }
 

@@ -43,17 +43,34 @@ pub fn is_sub_container(annotations: Option<&HashMap<String, String>>) -> bool {
         .is_some_and(|t| t == "container")
 }
 
-/// True when the spec asks for a new network namespace without a path: runc
-/// would make an empty (loopback only) one; runsc refuses to run in the host
-/// namespace unless its own network stack is off, which gives exactly that.
-pub fn wants_private_network(spec: &Spec) -> bool {
-    spec.linux()
+/// The network the spec asks for, from its network namespace entry.
+pub fn network(spec: &Spec) -> Network {
+    let ns = spec
+        .linux()
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|nss| {
+        .and_then(|nss| {
             nss.iter()
-                .any(|ns| ns.typ() == LinuxNamespaceType::Network && ns.path().is_none())
-        })
+                .find(|ns| ns.typ() == LinuxNamespaceType::Network)
+        });
+    match ns {
+        None => Network::Host,
+        Some(ns) => match ns.path() {
+            Some(p) => Network::Join(p.clone()),
+            None => Network::New,
+        },
+    }
+}
+
+/// The network a spec asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// No network namespace: the host's (`hostNetwork`, `ctr run --net-host`).
+    Host,
+    /// A new, empty namespace.
+    New,
+    /// An existing namespace (a CNI-configured pod's).
+    Join(std::path::PathBuf),
 }
 
 #[cfg(test)]
@@ -105,8 +122,22 @@ mod tests {
     }
 
     #[test]
-    fn default_spec_wants_private_network() {
-        let spec = Spec::default();
-        assert!(wants_private_network(&spec));
+    fn network_kinds() {
+        let mut spec = Spec::default();
+        assert_eq!(network(&spec), Network::New);
+        let mut linux = spec.linux().clone().unwrap();
+        let mut nss = linux.namespaces().clone().unwrap();
+        for ns in nss.iter_mut() {
+            if ns.typ() == LinuxNamespaceType::Network {
+                ns.set_path(Some("/var/run/netns/pod".into()));
+            }
+        }
+        linux.set_namespaces(Some(nss.clone()));
+        spec.set_linux(Some(linux.clone()));
+        assert_eq!(network(&spec), Network::Join("/var/run/netns/pod".into()));
+        nss.retain(|ns| ns.typ() != LinuxNamespaceType::Network);
+        linux.set_namespaces(Some(nss));
+        spec.set_linux(Some(linux));
+        assert_eq!(network(&spec), Network::Host);
     }
 }

@@ -9,6 +9,7 @@ mod events;
 mod exec;
 mod faults;
 mod grpc;
+mod network;
 mod options;
 mod pod;
 mod run;

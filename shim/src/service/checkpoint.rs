@@ -146,6 +146,7 @@ impl Service {
             pid_file: Some(pid_file.clone()),
             console_socket: None,
             user_log: None,
+            netns_check: c.netns_check,
         };
         c.runsc
             .restore(&c.id, opts)

@@ -129,8 +129,11 @@ impl Service {
         let sandbox_id = spec::grouping_key(&id, annotations.as_ref());
         // It names a directory: the same rules as any id.
         validate_id("sandbox", &sandbox_id)?;
-        let private_net = !sub && spec::wants_private_network(&spec);
-        let flags = runtime::runsc_flags(&options, &sandbox_id, &id, private_net);
+        // A member's network is its sandbox's.
+        let network = (!sub).then(|| spec::network(&spec));
+        let flags = runtime::runsc_flags(&options, &sandbox_id, &id, network.as_ref());
+        let netns_check = runtime::netns_check(network.as_ref(), &flags);
+        log::debug!("create id={id} network={network:?} netns_check={netns_check:?}");
         let root = runtime::sandbox_root(&options, &self.namespace, &sandbox_id);
         let state = State {
             options: options.clone(),
@@ -249,6 +252,7 @@ impl Service {
             sandbox_id,
             sub,
             runsc_root: root,
+            netns_check,
             init: init.clone(),
             execs: Default::default(),
             rootfs_mounted,

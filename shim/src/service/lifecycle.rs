@@ -103,6 +103,7 @@ impl Service {
                 pid_file: Some(pid_file.clone()),
                 console_socket: init.io.console_socket(),
                 user_log: None,
+                netns_check: c.netns_check,
             };
             c.runsc
                 .restore(&c.id, opts)
@@ -124,8 +125,12 @@ impl Service {
         } else {
             runsc::Stdio::default()
         };
+        let opts = StartOpts {
+            stdio,
+            netns_check: c.netns_check,
+        };
         c.runsc
-            .start(&c.id, StartOpts { stdio })
+            .start(&c.id, opts)
             .await
             .map_err(|e| Error::runsc(format!("start container {}", c.id), e))?;
         if c.sub {
