@@ -290,8 +290,27 @@ impl Runsc {
             .copied()
     }
 
-    /// `runsc --version`: the version token, e.g. `0.0~20221219.0`.
+    /// `runsc --version`: the version token, e.g. `0.0~20221219.0`; asked
+    /// once per binary (path and modification time) in this process.
     pub async fn version(&self) -> Result<String> {
+        let key = binary_key(&self.command);
+        let cached = VERSION_CACHE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(v) = cached {
+            return Ok(v);
+        }
+        let v = self.ask_version().await?;
+        VERSION_CACHE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, v.clone());
+        Ok(v)
+    }
+
+    async fn ask_version(&self) -> Result<String> {
         let mut cmd = std::process::Command::new(&self.command);
         cmd.arg("--version");
         let deadline = self.timeouts.get("version");
@@ -318,11 +337,7 @@ impl Runsc {
     /// The global flags this runsc binary knows (`runsc flags`), asked once
     /// per binary (path and modification time) in this process.
     pub async fn flags(&self) -> Result<Arc<BTreeSet<String>>> {
-        let path = resolve_binary(&self.command);
-        let key = (
-            path.clone(),
-            std::fs::metadata(&path).and_then(|m| m.modified()).ok(),
-        );
+        let key = binary_key(&self.command);
         let cached = FLAGS_CACHE
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -359,10 +374,29 @@ impl Runsc {
     }
 }
 
-type FlagsKey = (PathBuf, Option<std::time::SystemTime>);
+/// A runsc binary as found on disk: what is cached per binary is keyed by
+/// its path and modification time, so an upgrade is asked again.
+type BinaryKey = (PathBuf, Option<std::time::SystemTime>);
 
-static FLAGS_CACHE: LazyLock<Mutex<HashMap<FlagsKey, Arc<BTreeSet<String>>>>> =
+fn binary_key(command: &Path) -> BinaryKey {
+    let path = resolve_binary(command);
+    let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    (path, mtime)
+}
+
+static FLAGS_CACHE: LazyLock<Mutex<HashMap<BinaryKey, Arc<BTreeSet<String>>>>> =
     LazyLock::new(Default::default);
+
+static VERSION_CACHE: LazyLock<Mutex<HashMap<BinaryKey, String>>> = LazyLock::new(Default::default);
+
+/// The release date in a runsc version (`0.0~20221219.0`,
+/// `release-20240729.0`) as `yyyymmdd`, if it has one.
+pub fn release_date(version: &str) -> Option<u32> {
+    version
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|part| part.len() == 8)
+        .and_then(|d| d.parse().ok())
+}
 
 /// The binary a bare command name runs (first match on `PATH`).
 fn resolve_binary(command: &Path) -> PathBuf {
@@ -393,4 +427,24 @@ fn exit_code_or_error(out: crate::exec::Outcome) -> Result<i32> {
         return Err(out.into_error());
     }
     Ok(out.status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_dates() {
+        assert_eq!(release_date("0.0~20221219.0"), Some(20221219));
+        assert_eq!(release_date("release-20240729.0"), Some(20240729));
+        assert_eq!(release_date("0.0~20240729.0-1~bpo12+1"), Some(20240729));
+        assert_eq!(release_date("devel"), None);
+    }
+
+    #[test]
+    fn flag_names_from_usage() {
+        let text = "  -debug\n    \tenable debug.\n  -network value\n    \tnet\nUsage: x\n";
+        let f = parse_flag_names(text);
+        assert_eq!(f.into_iter().collect::<Vec<_>>(), ["debug", "network"]);
+    }
 }

@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 mod commands;
+pub use commands::release_date;
 pub mod deadline;
 pub mod error;
 mod events;

@@ -8,6 +8,7 @@
 //! - [`options`]: runtime options (`runtimeoptions.v1.Options` -> TOML).
 //! - [`spec`]: what the OCI spec tells the shim (pod grouping, network).
 //! - [`executable`]: finding `process.args[0]` in the rootfs at Create.
+//! - [`rewrite`]: what the shim changes in a spec before runsc reads it.
 //! - [`runtime`]: building the runsc client and its flags.
 //! - [`reaper`]: the monitor every child is spawned through.
 //! - [`events`], [`convert`], [`cgroup`], [`mount`], [`state`]: events, protobuf
@@ -30,6 +31,7 @@ pub mod logging;
 pub mod mount;
 pub mod options;
 pub mod reaper;
+pub mod rewrite;
 pub mod runtime;
 pub mod service;
 pub mod spec;

@@ -156,3 +156,16 @@ fn execs_racing_a_kill_all_end_and_report() {
     c.ctr_ok(&["tasks", "delete", "race1"]);
     c.stop_and_check();
 }
+
+#[test]
+fn a_privileged_container_runs_without_the_capabilities_runsc_lacks() {
+    let c = Containerd::start();
+    let out = c.run(
+        "priv1",
+        &["--privileged"],
+        &["sh", "-c", "grep CapEff /proc/self/status"],
+    );
+    assert_eq!(out.code(), 0, "{}", out.err());
+    assert!(out.out().contains("CapEff"), "{}", out.out());
+    c.stop_and_check();
+}

@@ -42,6 +42,44 @@ async fn settle_stale_state(runsc: &runsc::Runsc, root: &str, id: &str) {
     }
 }
 
+/// Applies [`crate::rewrite`] to `<bundle>/config.json` for the runsc in use.
+async fn rewrite_spec(runsc: &runsc::Runsc, id: &str, bundle: &Path) -> Result<()> {
+    let path = bundle.join("config.json");
+    let p = path.clone();
+    let mut spec: serde_json::Value = blocking(move || {
+        let data = std::fs::read(&p).map_err(|e| Error::os(format!("read {}", p.display()), e))?;
+        serde_json::from_slice(&data)
+            .map_err(|e| Error::InvalidArgument(format!("invalid spec {}: {e}", p.display())))
+    })
+    .await?;
+    // Only a spec asking for capabilities some runsc lacks costs a
+    // `runsc --version` (once per binary).
+    if crate::rewrite::unknown_capabilities(&spec, None).is_empty() {
+        return Ok(());
+    }
+    let release = runsc
+        .version()
+        .await
+        .ok()
+        .and_then(|v| runsc::release_date(&v));
+    let dropped = crate::rewrite::drop_unknown_capabilities(&mut spec, release);
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    for cap in &dropped {
+        log::warn!(
+            "container {id}: dropping capability {cap}, which {} does not know",
+            runsc.command().display()
+        );
+    }
+    blocking(move || {
+        let data = serde_json::to_vec(&spec)
+            .map_err(|e| Error::Other(format!("encode {}: {e}", path.display())))?;
+        std::fs::write(&path, data).map_err(|e| Error::os(format!("write {}", path.display()), e))
+    })
+    .await
+}
+
 impl Service {
     pub(super) async fn open_io(
         &self,
@@ -165,6 +203,7 @@ impl Service {
         );
 
         runtime::check_runsc_config(&runsc, &options).await?;
+        rewrite_spec(&runsc, &id, &bundle).await?;
         settle_stale_state(&runsc, &root, &id).await;
         let rootfs_mounted = {
             let (b, m) = (bundle.clone(), req.rootfs.clone());
