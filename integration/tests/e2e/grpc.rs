@@ -78,6 +78,54 @@ fn update_memory_limit_reaches_sandbox_cgroup() {
 }
 
 #[test]
+fn a_pod_members_update_never_touches_the_pods_cgroup() {
+    let c = Containerd::start();
+    let ann = |kind: &str| {
+        [
+            "--annotation".to_string(),
+            format!("io.kubernetes.cri.container-type={kind}"),
+            "--annotation".to_string(),
+            "io.kubernetes.cri.sandbox-id=podu".to_string(),
+        ]
+    };
+    let (sb, member) = (ann("sandbox"), ann("container"));
+    let sb: Vec<&str> = sb.iter().map(String::as_str).collect();
+    let member: Vec<&str> = member.iter().map(String::as_str).collect();
+    c.run_detached("podu", &sb, &["sleep", "1000"]);
+    c.run_detached("appu", &member, &["sleep", "1000"]);
+    let pid = task_pid(&c, "podu");
+    let before = memory_limit(pid);
+    let ns = c.namespace().to_string();
+    let status = rt().block_on(async {
+        let ch = containerd_client::connect(c.socket()).await.unwrap();
+        let mut tasks = TasksClient::new(ch);
+        let res = serde_json::json!({"memory": {"limit": 64u64 << 20}});
+        let req = UpdateTaskRequest {
+            container_id: "appu".into(),
+            resources: Some(Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+                value: serde_json::to_vec(&res).unwrap(),
+            }),
+            ..Default::default()
+        };
+        tasks.update(with_namespace!(req, ns)).await.unwrap_err()
+    });
+    assert_eq!(
+        status.code(),
+        containerd_client::tonic::Code::FailedPrecondition,
+        "{status:?}"
+    );
+    assert!(status.message().contains("whole pod"), "{status:?}");
+    assert_eq!(memory_limit(pid), before);
+    for id in ["appu", "podu"] {
+        c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", id]);
+        c.wait_status(id, "STOPPED");
+        c.ctr_ok(&["tasks", "delete", id]);
+    }
+    c.stop_and_check();
+}
+
+#[test]
 fn checkpoint_with_exit_then_restore_keeps_state() {
     let c = Containerd::start();
     // The counter lives only in the sandbox's memory (a tmpfs inside gVisor),

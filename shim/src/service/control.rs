@@ -195,6 +195,14 @@ impl Service {
             .map_err(|e| Error::InvalidArgument(format!("invalid resources: {e}")))?;
         match c.runsc.update(&c.id, &res).await {
             Ok(()) => Ok(api::Empty::new()),
+            // A member shares the sandbox's host cgroup with the whole pod:
+            // its limits there would starve or OOM-kill the others.
+            Err(runsc::Error::Unsupported { .. }) if c.sub => Err(Error::FailedPrecondition(format!(
+                "cannot update container {}: {} has no `update`, and the host cgroup is the whole pod's (sandbox {}); the pod's limits are the kubelet's",
+                c.id,
+                c.runsc.command().display(),
+                c.sandbox_id
+            ))),
             // This runsc cannot; the sandbox's host cgroup can.
             Err(runsc::Error::Unsupported { .. }) => {
                 let cg = c.cgroup.get().ok_or_else(|| {
