@@ -32,11 +32,33 @@ pub fn to_any(type_url: &str, m: &dyn containerd_shim::protos::protobuf::Message
     a
 }
 
+/// Whose figures a container's Stats carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The sandbox's own container: the whole sandbox (its host cgroup).
+    Sandbox,
+    /// A pod member: only what runsc accounts per container (its CPU
+    /// share). Memory and pids are the sandbox's alone, reported once by the
+    /// sandbox container, so a pod's sum never counts them once per member.
+    Member,
+}
+
 /// Metrics for Stats: runsc's per-container view where it has one (CPU
 /// share, pids) plus the sandbox's host cgroup, in the type containerd
 /// expects for the host's cgroup mode.
-pub fn metrics(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>) -> Any {
+pub fn metrics(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>, scope: Scope) -> Any {
     let mode = cg.map(HostCgroup::mode).unwrap_or_else(crate::cgroup::mode);
+    let cpu_only;
+    let (stats, cg) = match scope {
+        Scope::Sandbox => (stats, cg),
+        Scope::Member => {
+            cpu_only = stats.map(|s| runsc::Stats {
+                cpu: s.cpu.clone(),
+                ..Default::default()
+            });
+            (cpu_only.as_ref(), None)
+        }
+    };
     match mode {
         Mode::V1 => to_any("io.containerd.cgroups.v1.Metrics", &metrics_v1(stats, cg)),
         Mode::V2 => to_any("io.containerd.cgroups.v2.Metrics", &metrics_v2(stats, cg)),
@@ -185,8 +207,36 @@ mod tests {
     }
 
     #[test]
+    fn a_member_never_carries_the_sandboxs_memory_or_pids() {
+        use containerd_shim::protos::protobuf::Message;
+        let mut stats = runsc::Stats::default();
+        stats.cpu.usage.total = 5_000;
+        stats.memory.usage.usage = 100 << 20;
+        stats.pids.current = 9;
+        let member = metrics(Some(&stats), None, Scope::Member);
+        let sandbox = metrics(Some(&stats), None, Scope::Sandbox);
+        match crate::cgroup::mode() {
+            Mode::V1 => {
+                let m = v1::Metrics::parse_from_bytes(&member.value).unwrap();
+                assert_eq!(m.cpu.usage.total, 5_000);
+                assert_eq!(m.memory.usage.usage, 0);
+                assert_eq!(m.pids.current, 0);
+                let s = v1::Metrics::parse_from_bytes(&sandbox.value).unwrap();
+                assert_eq!((s.memory.usage.usage, s.pids.current), (100 << 20, 9));
+            }
+            Mode::V2 => {
+                let m = v2::Metrics::parse_from_bytes(&member.value).unwrap();
+                assert_eq!(m.cpu.usage_usec, 5);
+                assert_eq!((m.memory.usage, m.pids.current), (0, 0));
+                let s = v2::Metrics::parse_from_bytes(&sandbox.value).unwrap();
+                assert_eq!((s.memory.usage, s.pids.current), (100 << 20, 9));
+            }
+        }
+    }
+
+    #[test]
     fn metrics_type_follows_host_mode() {
-        let a = metrics(None, None);
+        let a = metrics(None, None, Scope::Sandbox);
         let want = match crate::cgroup::mode() {
             Mode::V1 => "io.containerd.cgroups.v1.Metrics",
             Mode::V2 => "io.containerd.cgroups.v2.Metrics",

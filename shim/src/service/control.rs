@@ -235,8 +235,13 @@ impl Service {
                 )))
             }
         };
+        let scope = if c.sub {
+            convert::Scope::Member
+        } else {
+            convert::Scope::Sandbox
+        };
         Ok(api::StatsResponse {
-            stats: Some(convert::metrics(stats.as_ref(), c.cgroup.get())).into(),
+            stats: Some(convert::metrics(stats.as_ref(), c.cgroup.get(), scope)).into(),
             ..Default::default()
         })
     }
