@@ -23,7 +23,7 @@ use nix::{
 };
 use tokio::{io::unix::AsyncFd, task::JoinHandle, time::Instant};
 
-use crate::fifo::{fionread, set_nonblocking, wait_empty};
+use crate::fifo::{fionread, set_nonblocking, wait_empty, Patience};
 
 /// A descriptor registered with tokio's reactor, shareable between relays.
 pub type Shared = Arc<AsyncFd<OwnedFd>>;
@@ -117,14 +117,31 @@ impl Relay {
         src_empty && self.state.buffered.load(Ordering::Acquire) == 0
     }
 
-    /// Waits (until `deadline`) for the source to be empty and the
+    /// Bytes not yet at the consumer: unread in the source, held in the
+    /// buffer, unread in the destination.
+    fn pending(&self) -> usize {
+        let unread = |w: &Weak<AsyncFd<OwnedFd>>| {
+            w.upgrade()
+                .and_then(|f| fionread(f.get_ref()).ok())
+                .unwrap_or(0)
+        };
+        unread(&self.src) + self.state.buffered.load(Ordering::Acquire) + unread(&self.dst)
+    }
+
+    /// Waits (until `deadline`, moved on while bytes move) for the source
+    /// to be empty and the
     /// destination to be read by its consumer, then stops the relay and
     /// closes its descriptors. Call after the writer exited.
     pub async fn finish(&mut self, deadline: Instant) {
         let mut pause = std::time::Duration::from_millis(1);
         let mut idle_since: Option<Instant> = None;
-        while Instant::now() < deadline {
+        let mut patience = Patience::until(deadline);
+        loop {
             if self.state.done.load(Ordering::Acquire) {
+                break;
+            }
+            patience.pending(self.pending());
+            if patience.expired() {
                 break;
             }
             if self.idle() {
@@ -135,10 +152,11 @@ impl Relay {
             } else {
                 idle_since = None;
             }
-            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+            tokio::time::sleep(pause.min(patience.left())).await;
             pause = (pause * 2).min(std::time::Duration::from_millis(50));
         }
         if let Some(d) = self.dst.upgrade() {
+            let deadline = Instant::now() + patience.left();
             if self.keep_dst.is_some() && !wait_empty(d.get_ref(), deadline).await {
                 log::warn!(
                     "{} relay: consumer did not read everything in time",

@@ -158,16 +158,57 @@ pub fn open_append(path: &Path) -> Result<OwnedFd> {
 /// or `deadline` passes. Returns whether the FIFO was emptied.
 pub async fn wait_empty(fd: impl AsFd, deadline: Instant) -> bool {
     let mut pause = Duration::from_millis(1);
+    let mut patience = Patience::until(deadline);
     loop {
         match fionread(fd.as_fd()) {
             Ok(0) | Err(_) => return true,
-            Ok(_) => {}
+            Ok(n) => patience.pending(n),
         }
-        if Instant::now() >= deadline {
+        if patience.expired() {
             return false;
         }
-        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        tokio::time::sleep(pause.min(patience.left())).await;
         pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// A deadline for draining that moves while the drain makes progress: it
+/// exists for writers that never let go (a grandchild holding a pipe), not
+/// for readers that are merely slow, which must still get every byte.
+#[derive(Debug)]
+pub struct Patience {
+    patience: Duration,
+    deadline: Instant,
+    last: usize,
+}
+
+impl Patience {
+    /// Patience of the time left until `deadline`.
+    pub fn until(deadline: Instant) -> Patience {
+        Patience {
+            patience: deadline.saturating_duration_since(Instant::now()),
+            deadline,
+            last: usize::MAX,
+        }
+    }
+
+    /// Records how many bytes still wait; fewer than last time is progress
+    /// and restarts the clock.
+    pub fn pending(&mut self, bytes: usize) {
+        if bytes < self.last {
+            self.deadline = Instant::now() + self.patience;
+        }
+        self.last = bytes;
+    }
+
+    /// Whether the time ran out without progress.
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Time left before it runs out.
+    pub fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
     }
 }
 

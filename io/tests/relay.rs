@@ -225,6 +225,34 @@ async fn late_reader_gets_every_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_every_byte_past_the_copy_deadline() {
+    for mode in MODES {
+        // 3 MiB read at ~0.6 MiB/s: far longer than the 1 s drain bound,
+        // which is for holders that never let go, not for slow readers.
+        let len = 3 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let want = data_file(&data, len);
+        let out = fifo(dir.path(), "stdout");
+        let io = ProcessIo::open(cfg("", out.to_str().unwrap(), "", false), mode)
+            .await
+            .unwrap();
+        let rd = paced_reader(&out, 16 << 10, Duration::from_millis(25));
+        let c = spawn(
+            io.take_runtime_stdio(),
+            &[BB, "cat", data.to_str().unwrap()],
+        )
+        .await;
+        io.started().await.unwrap();
+        assert_eq!(wait(c).await, 0);
+        io.drain(Duration::from_secs(1)).await;
+        let (l, h, _) = rd.join().unwrap();
+        assert_eq!((l, h), want, "{mode:?}");
+        io.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_after_exit_timeout_with_grandchild() {
     let dir = tempfile::tempdir().unwrap();
     let out = fifo(dir.path(), "stdout");

@@ -129,13 +129,24 @@ pub fn data_file(path: &Path, len: usize) -> (u64, u64) {
 /// A test thread reading `path` (blocking open) to EOF: (len, checksum,
 /// first 1 MiB of content).
 pub fn reader(path: &Path) -> JoinHandle<(u64, u64, Vec<u8>)> {
+    paced_reader(path, 1 << 20, std::time::Duration::ZERO)
+}
+
+/// Like [`reader`], reading at most `chunk` bytes every `pause`: a consumer
+/// slower than the producer.
+pub fn paced_reader(
+    path: &Path,
+    chunk: usize,
+    pause: std::time::Duration,
+) -> JoinHandle<(u64, u64, Vec<u8>)> {
     let p = path.to_path_buf();
     std::thread::spawn(move || {
         let mut f = File::open(&p).unwrap();
         let mut sum = Sum::default();
         let mut head = Vec::new();
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; chunk];
         loop {
+            std::thread::sleep(pause);
             let n = f.read(&mut buf).unwrap();
             if n == 0 {
                 break;
