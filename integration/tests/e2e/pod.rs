@@ -65,3 +65,37 @@ fn two_containers_one_sandbox_one_shim() {
     c.wait_status("pod1", "STOPPED");
     c.stop_and_check();
 }
+
+#[test]
+fn a_pod_member_with_a_terminal() {
+    let c = Containerd::start();
+    let ann = |kind: &str| {
+        format!(
+            "--annotation io.kubernetes.cri.container-type={kind} --annotation io.kubernetes.cri.sandbox-id=podt"
+        )
+    };
+    c.run_detached(
+        "podt",
+        &ann("sandbox").split(' ').collect::<Vec<_>>(),
+        &["sleep", "1000"],
+    );
+    let ctr = format!(
+        "stty cols 80 rows 20; ctr -a {} -n {} run -t --rm --runtime {} {} {} tty1 sh -c 'sleep 0.3; stty size; exit 3'",
+        c.socket().display(),
+        c.namespace(),
+        crate::RUNTIME,
+        ann("container"),
+        crate::IMAGE_REF,
+    );
+    let out = Command::new("script")
+        .args(["-qec", &ctr, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = out.out();
+    assert!(text.contains("20 80"), "{text}\n{}", out.err());
+    assert_eq!(out.code(), 3, "{text}");
+    c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "podt"]);
+    c.wait_status("podt", "STOPPED");
+    c.stop_and_check();
+}

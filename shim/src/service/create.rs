@@ -254,7 +254,12 @@ impl Service {
                 } else {
                     runtime_stdio(&init.io)
                 },
-                console_socket: if sub { None } else { init.io.console_socket() },
+                // runsc builds a member's terminal at create, too.
+                console_socket: if sub && !stdio.terminal {
+                    None
+                } else {
+                    init.io.console_socket()
+                },
                 pid_file: Some(pid_file.clone()),
                 user_log: None,
             };
@@ -276,6 +281,9 @@ impl Service {
             if !sub {
                 // The sandbox exits with the root container's status.
                 sandbox_exit = Some(self.reaper.claim(pid, since));
+            }
+            if !sub || stdio.terminal {
+                // The console (or the root's stdio) is attached at create.
                 if let Err(e) = init.io.started().await {
                     let _ = runsc.delete(&id, DeleteOpts { force: true }).await;
                     init.io.close().await;

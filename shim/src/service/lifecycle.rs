@@ -134,10 +134,12 @@ impl Service {
             .await
             .map_err(|e| Error::runsc(format!("start container {}", c.id), e))?;
         if c.sub {
-            init.io
-                .started()
-                .await
-                .map_err(|e| Error::io(format!("attach stdio of {}", c.id), e))?;
+            if !init.stdio.terminal {
+                init.io
+                    .started()
+                    .await
+                    .map_err(|e| Error::io(format!("attach stdio of {}", c.id), e))?;
+            }
             // A sub-container has no host process of its own: ask runsc.
             let svc = self.clone();
             let c = c.clone();
