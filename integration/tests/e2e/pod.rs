@@ -99,3 +99,39 @@ fn a_pod_member_with_a_terminal() {
     c.wait_status("podt", "STOPPED");
     c.stop_and_check();
 }
+
+#[test]
+fn members_sharing_the_pods_pid_namespace_see_the_sandbox_as_pid_1() {
+    let c = Containerd::start();
+    let ann = |kind: &str| {
+        vec![
+            "--annotation".to_string(),
+            format!("io.kubernetes.cri.container-type={kind}"),
+            "--annotation".to_string(),
+            "io.kubernetes.cri.sandbox-id=podp".to_string(),
+        ]
+    };
+    let sb = ann("sandbox");
+    let sb: Vec<&str> = sb.iter().map(String::as_str).collect();
+    c.run_detached("podp", &sb, &["sleep", "1000"]);
+    let ls = c.ctr_ok(&["tasks", "ls"]).out();
+    let pid = ls
+        .lines()
+        .find(|l| l.starts_with("podp "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .to_string();
+    // As CRI asks for shareProcessNamespace: the pause process's namespace.
+    let mut member = ann("container");
+    member.extend(["--with-ns".into(), format!("pid:/proc/{pid}/ns/pid")]);
+    let member: Vec<&str> = member.iter().map(String::as_str).collect();
+    let out = c.run(
+        "appp",
+        &member,
+        &["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline"],
+    );
+    assert_eq!(out.out().trim(), "sleep 1000", "{}", out.err());
+    c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "podp"]);
+    c.wait_status("podp", "STOPPED");
+    c.stop_and_check();
+}

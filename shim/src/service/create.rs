@@ -42,8 +42,14 @@ async fn settle_stale_state(runsc: &runsc::Runsc, root: &str, id: &str) {
     }
 }
 
-/// Applies [`crate::rewrite`] to `<bundle>/config.json` for the runsc in use.
-async fn rewrite_spec(runsc: &runsc::Runsc, id: &str, bundle: &Path) -> Result<()> {
+/// Applies [`crate::rewrite`] to `<bundle>/config.json` for the runsc in
+/// use; `sandbox_pid` is the pod's sandbox process for a member (0 else).
+async fn rewrite_spec(
+    runsc: &runsc::Runsc,
+    id: &str,
+    bundle: &Path,
+    sandbox_pid: u32,
+) -> Result<()> {
     let path = bundle.join("config.json");
     let p = path.clone();
     let mut spec: serde_json::Value = blocking(move || {
@@ -52,18 +58,19 @@ async fn rewrite_spec(runsc: &runsc::Runsc, id: &str, bundle: &Path) -> Result<(
             .map_err(|e| Error::InvalidArgument(format!("invalid spec {}: {e}", p.display())))
     })
     .await?;
+    let shared_pid = crate::rewrite::share_sandbox_pid_namespace(&mut spec, sandbox_pid);
+    if shared_pid {
+        log::debug!("container {id}: joins its sandbox's PID namespace");
+    }
     // Only a spec asking for capabilities some runsc lacks costs a
     // `runsc --version` (once per binary).
-    if crate::rewrite::unknown_capabilities(&spec, None).is_empty() {
-        return Ok(());
+    let mut dropped = std::collections::BTreeSet::new();
+    if !crate::rewrite::unknown_capabilities(&spec, None).is_empty() {
+        let version = runsc.version().await.ok();
+        let release = version.and_then(|v| runsc::release_date(&v));
+        dropped = crate::rewrite::drop_unknown_capabilities(&mut spec, release);
     }
-    let release = runsc
-        .version()
-        .await
-        .ok()
-        .and_then(|v| runsc::release_date(&v));
-    let dropped = crate::rewrite::drop_unknown_capabilities(&mut spec, release);
-    if dropped.is_empty() {
+    if dropped.is_empty() && !shared_pid {
         return Ok(());
     }
     for cap in &dropped {
@@ -203,7 +210,15 @@ impl Service {
         );
 
         runtime::check_runsc_config(&runsc, &options).await?;
-        rewrite_spec(&runsc, &id, &bundle).await?;
+        let sandbox_pid = if sub {
+            self.containers()
+                .get(&sandbox_id)
+                .map(|s| s.init.pid())
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        rewrite_spec(&runsc, &id, &bundle, sandbox_pid).await?;
         settle_stale_state(&runsc, &root, &id).await;
         let rootfs_mounted = {
             let (b, m) = (bundle.clone(), req.rootfs.clone());
