@@ -135,3 +135,47 @@ fn members_sharing_the_pods_pid_namespace_see_the_sandbox_as_pid_1() {
     c.wait_status("podp", "STOPPED");
     c.stop_and_check();
 }
+
+#[test]
+fn a_pods_dev_shm_is_one_tmpfs_inside_the_sandbox() {
+    let c = Containerd::start();
+    // As CRI does: the sandbox's shm directory bind-mounted on every member.
+    let shm = c.dir().join("podshm");
+    std::fs::create_dir_all(&shm).unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/dev/shm,options=rbind:rw",
+        shm.display()
+    );
+    let ann = |kind: &str| {
+        vec![
+            "--annotation".to_string(),
+            format!("io.kubernetes.cri.container-type={kind}"),
+            "--annotation".to_string(),
+            "io.kubernetes.cri.sandbox-id=pods".to_string(),
+            "--mount".to_string(),
+            mount.clone(),
+        ]
+    };
+    let sb = ann("sandbox");
+    let sb: Vec<&str> = sb.iter().map(String::as_str).collect();
+    c.run_detached("pods", &sb, &["sleep", "1000"]);
+    let member = ann("container");
+    let member: Vec<&str> = member.iter().map(String::as_str).collect();
+    let out = c.run("apps", &member, &["sh", "-c", "echo shared > /dev/shm/x"]);
+    assert_eq!(out.code(), 0, "{}", out.err());
+    let seen = c.ctr_ok(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "r",
+        "pods",
+        "cat",
+        "/dev/shm/x",
+    ]);
+    assert_eq!(seen.out(), "shared\n");
+    // It lives in the sandbox's memory, not in the host directory.
+    assert_eq!(std::fs::read_dir(&shm).unwrap().count(), 0);
+    c.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "pods"]);
+    c.wait_status("pods", "STOPPED");
+    c.stop_and_check();
+}

@@ -48,8 +48,10 @@ async fn rewrite_spec(
     runsc: &runsc::Runsc,
     id: &str,
     bundle: &Path,
+    sub: bool,
     sandbox_pid: u32,
 ) -> Result<()> {
+    use crate::rewrite::{apply, capabilities, pod::KUBELET_PODS, Context};
     let path = bundle.join("config.json");
     let p = path.clone();
     let mut spec: serde_json::Value = blocking(move || {
@@ -58,27 +60,38 @@ async fn rewrite_spec(
             .map_err(|e| Error::InvalidArgument(format!("invalid spec {}: {e}", p.display())))
     })
     .await?;
-    let shared_pid = crate::rewrite::share_sandbox_pid_namespace(&mut spec, sandbox_pid);
-    if shared_pid {
-        log::debug!("container {id}: joins its sandbox's PID namespace");
-    }
     // Only a spec asking for capabilities some runsc lacks costs a
     // `runsc --version` (once per binary).
-    let mut dropped = std::collections::BTreeSet::new();
-    if !crate::rewrite::unknown_capabilities(&spec, None).is_empty() {
+    let release = if capabilities::unknown_capabilities(&spec, None).is_empty() {
+        None
+    } else {
         let version = runsc.version().await.ok();
-        let release = version.and_then(|v| runsc::release_date(&v));
-        dropped = crate::rewrite::drop_unknown_capabilities(&mut spec, release);
-    }
-    if dropped.is_empty() && !shared_pid {
+        version.and_then(|v| runsc::release_date(&v))
+    };
+    let ctx = Context {
+        sandbox: !sub,
+        sandbox_pid,
+        release,
+        kubelet_pods: Path::new(KUBELET_PODS),
+    };
+    let (applied, spec) = blocking(move || {
+        let applied = apply(&mut spec, &ctx);
+        Ok((applied, spec))
+    })
+    .await?;
+    if !applied.changed() {
         return Ok(());
     }
-    for cap in &dropped {
+    for cap in &applied.dropped_capabilities {
         log::warn!(
             "container {id}: dropping capability {cap}, which {} does not know",
             runsc.command().display()
         );
     }
+    for v in &applied.unresolved_volumes {
+        log::warn!("container {id}: no single kubelet volume {v:?} for its mount hint");
+    }
+    log::debug!("container {id}: spec rewritten: {applied:?}");
     blocking(move || {
         let data = serde_json::to_vec(&spec)
             .map_err(|e| Error::Other(format!("encode {}: {e}", path.display())))?;
@@ -176,7 +189,17 @@ impl Service {
         validate_id("sandbox", &sandbox_id)?;
         // A member's network is its sandbox's.
         let network = (!sub).then(|| spec::network(&spec));
-        let flags = runtime::runsc_flags(&options, &sandbox_id, &id, network.as_ref());
+        let mut flags = runtime::runsc_flags(&options, &sandbox_id, &id, network.as_ref());
+        let sandbox_logs = if sub {
+            None
+        } else {
+            crate::rewrite::pod::sandbox_logs(annotations.as_ref())
+        };
+        if let Some((_, panic_log)) = &sandbox_logs {
+            flags
+                .entry("panic-log".into())
+                .or_insert_with(|| panic_log.to_string_lossy().into_owned());
+        }
         let netns_check = runtime::netns_check(network.as_ref(), &flags);
         log::debug!("create id={id} network={network:?} netns_check={netns_check:?}");
         let root = runtime::sandbox_root(&options, &self.namespace, &sandbox_id);
@@ -218,7 +241,7 @@ impl Service {
         } else {
             0
         };
-        rewrite_spec(&runsc, &id, &bundle, sandbox_pid).await?;
+        rewrite_spec(&runsc, &id, &bundle, sub, sandbox_pid).await?;
         settle_stale_state(&runsc, &root, &id).await;
         let rootfs_mounted = {
             let (b, m) = (bundle.clone(), req.rootfs.clone());
@@ -276,7 +299,7 @@ impl Service {
                     init.io.console_socket()
                 },
                 pid_file: Some(pid_file.clone()),
-                user_log: None,
+                user_log: sandbox_logs.map(|(user, _)| user),
             };
             let since = Instant::now();
             let res = runsc.create(&id, &bundle, opts).await;

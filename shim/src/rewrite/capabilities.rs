@@ -1,20 +1,8 @@
-//! What the shim changes in a container's OCI spec before runsc reads it.
-//!
-//! The spec is rewritten as JSON, not through typed structs, so fields the
-//! shim does not know survive untouched. Each rewrite is a function of the
-//! spec (and what the runsc in use supports) that returns what it changed.
-//!
-//! - [`drop_unknown_capabilities`]: containerd grants privileged containers
-//!   (and "add ALL") every capability the host kernel knows; runsc refuses
-//!   the whole container on a name it does not know (`unknown capability
-//!   "CAP_PERFMON"` from 0.0~20221219). Those are dropped, never added.
-//! - [`share_sandbox_pid_namespace`]: a pod member sharing the pod's PID
-//!   namespace (`shareProcessNamespace`) names the pause process's namespace
-//!   by path; runsc joins a namespace only when the path equals one recorded
-//!   for a container of the sandbox, and the sandbox's own has no path, so
-//!   the member would get a namespace of its own. Without a PID namespace
-//!   entry a member runs in the sandbox's root PID namespace, with the pause
-//!   process as `/proc/1`: the entry is removed.
+//! Capabilities the runsc in use does not know: containerd grants
+//! privileged containers (and "add ALL") every capability the host kernel
+//! knows; runsc refuses the whole container on a name it does not know
+//! (`unknown capability "CAP_PERFMON"` from 0.0~20221219). Those are
+//! dropped, never added.
 
 use std::collections::BTreeSet;
 
@@ -116,27 +104,6 @@ pub fn drop_unknown_capabilities(spec: &mut Value, release: Option<u32>) -> BTre
     dropped
 }
 
-/// Removes a member's PID namespace entry when its path is the sandbox
-/// process's (`/proc/<sandbox pid>/ns/pid`); returns whether it did.
-pub fn share_sandbox_pid_namespace(spec: &mut Value, sandbox_pid: u32) -> bool {
-    if sandbox_pid == 0 {
-        return false;
-    }
-    let sandbox_ns = format!("/proc/{sandbox_pid}/ns/pid");
-    let Some(nss) = spec
-        .pointer_mut("/linux/namespaces")
-        .and_then(Value::as_array_mut)
-    else {
-        return false;
-    };
-    let before = nss.len();
-    nss.retain(|ns| {
-        !(ns.get("type").and_then(Value::as_str) == Some("pid")
-            && ns.get("path").and_then(Value::as_str) == Some(sandbox_ns.as_str()))
-    });
-    nss.len() != before
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -177,27 +144,6 @@ mod tests {
         );
         // Nothing else is touched.
         assert_eq!(spec["unknownField"], json!({"kept": true}));
-    }
-
-    #[test]
-    fn a_member_in_the_pods_pid_namespace_joins_the_sandboxs_root() {
-        let member = |path: &str| {
-            json!({"linux": {"namespaces": [
-                {"type": "pid", "path": path},
-                {"type": "network", "path": "/var/run/netns/pod"},
-            ]}})
-        };
-        let mut spec = member("/proc/42/ns/pid");
-        assert!(share_sandbox_pid_namespace(&mut spec, 42));
-        assert_eq!(
-            spec["linux"]["namespaces"],
-            json!([{"type": "network", "path": "/var/run/netns/pod"}])
-        );
-        // Another process's namespace, or no sandbox pid: untouched.
-        let mut spec = member("/proc/7/ns/pid");
-        assert!(!share_sandbox_pid_namespace(&mut spec, 42));
-        assert!(!share_sandbox_pid_namespace(&mut spec, 0));
-        assert_eq!(spec, member("/proc/7/ns/pid"));
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! What the shim changes in a container's OCI spec before runsc reads it,
+//! one concern per file, each a function of the spec (and what the runsc in
+//! use supports) that says what it changed. The spec is rewritten as JSON,
+//! not through typed structs, so fields the shim does not know survive.
+//!
+//! - [`capabilities`]: capabilities this runsc does not know are dropped.
+//! - [`pod`]: Kubernetes pods: kubelet volume mount hints, one `/dev/shm`
+//!   per pod, the sandbox in the pod's cgroup, a member in the pod's PID
+//!   namespace.
+
+pub mod capabilities;
+pub mod pod;
+
+use std::{collections::BTreeSet, path::Path};
+
+use serde_json::Value;
+
+/// What a rewrite needs to know besides the spec.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The spec is a sandbox's own container (not a pod member).
+    pub sandbox: bool,
+    /// For a member: the sandbox process's host pid (0 if unknown).
+    pub sandbox_pid: u32,
+    /// The runsc release date (yyyymmdd), if known.
+    pub release: Option<u32>,
+    /// Where the kubelet keeps pod volumes.
+    pub kubelet_pods: &'a Path,
+}
+
+/// What [`apply`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Capabilities dropped.
+    pub dropped_capabilities: BTreeSet<String>,
+    /// A member moved into the sandbox's PID namespace.
+    pub shared_pid_namespace: bool,
+    /// The cgroup the sandbox was pointed at.
+    pub cgroup_parent: Option<String>,
+    /// `/dev/shm` made one tmpfs per pod.
+    pub dev_shm: bool,
+    /// Hinted volumes whose host source was not found.
+    pub unresolved_volumes: Vec<String>,
+    /// Member mounts that took a hint's type.
+    pub hinted_mounts: usize,
+}
+
+impl Applied {
+    /// Whether the spec changed.
+    pub fn changed(&self) -> bool {
+        !self.dropped_capabilities.is_empty()
+            || self.shared_pid_namespace
+            || self.cgroup_parent.is_some()
+            || self.dev_shm
+            || self.hinted_mounts > 0
+            || !self.unresolved_volumes.is_empty()
+    }
+}
+
+/// Every rewrite that applies to this spec.
+pub fn apply(spec: &mut Value, ctx: &Context) -> Applied {
+    let mut a = Applied {
+        dropped_capabilities: capabilities::drop_unknown_capabilities(spec, ctx.release),
+        dev_shm: pod::dev_shm_per_pod(spec, ctx.sandbox),
+        ..Default::default()
+    };
+    if ctx.sandbox {
+        a.cgroup_parent = pod::pod_cgroup_parent(spec);
+        a.unresolved_volumes = pod::volume_hint_sources(spec, ctx.kubelet_pods);
+    } else {
+        a.shared_pid_namespace = pod::share_sandbox_pid_namespace(spec, ctx.sandbox_pid);
+        a.hinted_mounts = pod::volume_hint_types(spec, ctx.kubelet_pods);
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_plain_container_is_left_alone() {
+        let mut spec = json!({
+            "process": {"args": ["sh"], "capabilities": {"bounding": ["CAP_KILL"]}},
+            "mounts": [{"destination": "/proc", "type": "proc"}],
+            "linux": {"cgroupsPath": "/default/c1", "namespaces": [{"type": "pid"}]},
+        });
+        let before = spec.clone();
+        let ctx = Context {
+            sandbox: true,
+            sandbox_pid: 0,
+            release: Some(20221219),
+            kubelet_pods: Path::new("/nonexistent"),
+        };
+        let a = apply(&mut spec, &ctx);
+        assert!(!a.changed(), "{a:?}");
+        assert_eq!(spec, before);
+    }
+}
