@@ -3,7 +3,7 @@
 # a second run installs nothing.
 set -euo pipefail
 
-pkgs=(containerd runc runsc busybox-static iproute2 protobuf-compiler procps util-linux tar)
+pkgs=(containerd runc runsc busybox-static iproute2 protobuf-compiler procps util-linux tar containernetworking-plugins iptables)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -26,7 +26,23 @@ pub struct Containerd {
     child: Option<Child>,
     socket: PathBuf,
     namespace: String,
+    /// runsc's state root for this containerd's namespace.
+    runsc_root: PathBuf,
 }
+
+/// containerd's CRI plugin with our shim as handler `runsc`: the pod
+/// networks come from `cni_conf_dir`, runsc state goes under the
+/// containerd's own directory.
+#[derive(Debug, Clone)]
+pub struct CriSetup {
+    /// Directory of CNI network configurations.
+    pub cni_conf_dir: PathBuf,
+    /// Extra text for the shim's `runsc.toml`.
+    pub runsc_toml: String,
+}
+
+/// The CRI plugin's (fixed) containerd namespace.
+pub const CRI_NAMESPACE: &str = "k8s.io";
 
 /// A namespace no other test (or earlier run) uses: runsc keeps its state
 /// under `/run/containerd/runsc/<namespace>`.
@@ -87,6 +103,42 @@ pub fn shim_dir() -> PathBuf {
     );
 }
 
+/// The CRI plugin's configuration: handler `runsc` (also the default) with
+/// our runtime options file, the pause image, CNI from `cni_conf_dir`.
+fn cri_config(runsc_toml: &Path, cni_conf_dir: &Path) -> String {
+    format!(
+        r#"[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  # The host lacks CAP_SYS_RESOURCE: never ask for a lower OOM score.
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runsc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc]
+      runtime_type = "io.containerd.runsc.v1"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc.options]
+        TypeUrl = "io.containerd.runsc.v1.options"
+        ConfigPath = "{toml}"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{cni}"
+"#,
+        pause = image::PAUSE_REF,
+        toml = runsc_toml.display(),
+        cni = cni_conf_dir.display(),
+    )
+}
+
+fn pause_image() -> &'static Path {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("runsc-shim-image-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("image dir");
+        image::build_pause_image(&dir).expect("build pause image")
+    })
+}
+
 fn busybox_image() -> &'static Path {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
     IMAGE.get_or_init(|| {
@@ -105,6 +157,18 @@ impl Containerd {
 
     /// Like [`Containerd::start`] with extra directories prepended to `PATH`.
     pub fn start_with_path(path_dirs: &[PathBuf]) -> Containerd {
+        Self::launch(path_dirs, None)
+    }
+
+    /// A containerd whose CRI plugin runs pods through our shim (handler
+    /// and default runtime `runsc`), with the busybox and pause images.
+    pub fn start_cri(setup: &CriSetup) -> Containerd {
+        let c = Self::launch(&[shim_dir()], Some(setup));
+        c.ctr_ok(&["images", "import", &pause_image().to_string_lossy()]);
+        c
+    }
+
+    fn launch(path_dirs: &[PathBuf], cri: Option<&CriSetup>) -> Containerd {
         require_e2e();
         let dir = tempfile::Builder::new()
             .prefix("ctrd-")
@@ -112,11 +176,36 @@ impl Containerd {
             .expect("tempdir");
         let d = dir.path();
         let socket = d.join("containerd.sock");
+        let (plugins, namespace, runsc_root) = match cri {
+            None => {
+                let ns = unique_namespace();
+                let root = runsc_root(&ns);
+                (
+                    r#"disabled_plugins = ["io.containerd.grpc.v1.cri"]"#.to_string(),
+                    ns,
+                    root,
+                )
+            }
+            Some(setup) => {
+                let base = d.join("runsc-root");
+                let toml = d.join("runsc.toml");
+                fs::write(
+                    &toml,
+                    format!("root = \"{}\"\n{}\n", base.display(), setup.runsc_toml),
+                )
+                .expect("write runsc.toml");
+                (
+                    cri_config(&toml, &setup.cni_conf_dir),
+                    CRI_NAMESPACE.to_string(),
+                    base.join(CRI_NAMESPACE),
+                )
+            }
+        };
         let config = format!(
             r#"version = 2
 root = "{root}"
 state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+{plugins}
 [grpc]
   address = "{sock}"
 [ttrpc]
@@ -150,7 +239,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             dir,
             child: Some(child),
             socket,
-            namespace: unique_namespace(),
+            namespace,
+            runsc_root,
         };
         c.wait_ready();
         c.ctr_ok(&["images", "import", &busybox_image().to_string_lossy()]);
@@ -166,6 +256,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             thread::sleep(Duration::from_millis(50));
         }
         panic!("containerd did not start:\n{}", self.log_tail(40));
+    }
+
+    /// runsc's state root for this containerd's namespace.
+    pub fn runsc_state_root(&self) -> &Path {
+        &self.runsc_root
     }
 
     /// The gRPC socket path.
@@ -278,7 +373,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         for s in self.own_sockets() {
             out.push(format!("socket {}", s.display()));
         }
-        let root = runsc_root(&self.namespace);
+        let root = self.runsc_root.clone();
         let root_s = root.to_string_lossy().into_owned();
         for pid in pids_matching(|cmd| cmd.contains("runsc") && cmd.contains(&root_s)) {
             out.push(format!("runsc process {pid}"));
@@ -333,7 +428,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        let root = runsc_root(&self.namespace).to_string_lossy().into_owned();
+        let root = self.runsc_root.clone().to_string_lossy().into_owned();
         for pid in pids_matching(|cmd| cmd.contains("runsc") && cmd.contains(&root)) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -348,7 +443,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         for s in self.own_sockets() {
             let _ = fs::remove_file(s);
         }
-        let _ = fs::remove_dir_all(runsc_root(&self.namespace));
+        let _ = fs::remove_dir_all(self.runsc_root.clone());
         // containerd's runc shim (the benchmark's baseline) keeps its
         // runtime's state under /run/containerd/runc/<namespace>.
         let _ = fs::remove_dir_all(Path::new("/run/containerd/runc").join(&self.namespace));

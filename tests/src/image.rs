@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256};
 /// The reference the imported image carries.
 pub const IMAGE_REF: &str = "docker.io/library/busybox:latest";
 
+/// A pause image for CRI pod sandboxes: the same busybox, sleeping.
+pub const PAUSE_REF: &str = "localhost/runsc-shim/pause:test";
+
 /// Applets linked to `/bin/busybox` in the image.
 pub const APPLETS: &[&str] = &[
     "sh",
@@ -97,17 +100,29 @@ pub fn busybox() -> PathBuf {
     panic!("busybox not found: run `make deps` (apt-get install busybox-static)");
 }
 
-/// Builds the OCI archive in `work` and returns its path.
+/// Builds the busybox OCI archive in `work` and returns its path.
 pub fn build_busybox_image(work: &Path) -> io::Result<PathBuf> {
-    let rootfs = work.join("image-rootfs");
-    let layout = work.join("image-layout");
+    build_image(work, IMAGE_REF, &["/bin/sh"])
+}
+
+/// Builds the pause OCI archive in `work` and returns its path.
+pub fn build_pause_image(work: &Path) -> io::Result<PathBuf> {
+    build_image(work, PAUSE_REF, &["/bin/sleep", "2147483647"])
+}
+
+/// Builds an OCI archive of the busybox rootfs named `name` whose command
+/// is `cmd`, in `work`, and returns its path.
+pub fn build_image(work: &Path, name: &str, cmd: &[&str]) -> io::Result<PathBuf> {
+    let tag = sha256_hex(name.as_bytes())[..12].to_string();
+    let rootfs = work.join(format!("image-rootfs-{tag}"));
+    let layout = work.join(format!("image-layout-{tag}"));
     let _ = fs::remove_dir_all(&rootfs);
     let _ = fs::remove_dir_all(&layout);
     write_busybox_rootfs(&rootfs)?;
     let blobs = layout.join("blobs/sha256");
     fs::create_dir_all(&blobs)?;
 
-    let layer_path = work.join("layer.tar");
+    let layer_path = work.join(format!("layer-{tag}.tar"));
     run(Command::new("tar")
         .args([
             "--sort=name",
@@ -130,7 +145,7 @@ pub fn build_busybox_image(work: &Path) -> io::Result<PathBuf> {
         "os": "linux",
         "config": {
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Cmd": ["/bin/sh"],
+            "Cmd": cmd,
             "WorkingDir": "/"
         },
         "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
@@ -165,7 +180,7 @@ pub fn build_busybox_image(work: &Path) -> io::Result<PathBuf> {
             "digest": format!("sha256:{manifest_digest}"),
             "size": manifest.len(),
             "annotations": {
-                "io.containerd.image.name": IMAGE_REF,
+                "io.containerd.image.name": name,
                 "org.opencontainers.image.ref.name": "latest"
             },
             "platform": {"architecture": go_arch(), "os": "linux"}
@@ -175,7 +190,7 @@ pub fn build_busybox_image(work: &Path) -> io::Result<PathBuf> {
     let mut f = fs::File::create(layout.join("oci-layout"))?;
     f.write_all(br#"{"imageLayoutVersion":"1.0.0"}"#)?;
 
-    let out = work.join("busybox-oci.tar");
+    let out = work.join(format!("image-{tag}-oci.tar"));
     run(Command::new("tar")
         .arg("-C")
         .arg(&layout)
@@ -183,6 +198,7 @@ pub fn build_busybox_image(work: &Path) -> io::Result<PathBuf> {
         .arg(&out)
         .args(["oci-layout", "index.json", "blobs"]))?;
     let _ = fs::remove_dir_all(&rootfs);
+    let _ = fs::remove_dir_all(&layout);
     let _ = fs::remove_file(&layer_path);
     Ok(out)
 }

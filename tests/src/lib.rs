@@ -3,12 +3,14 @@
 //! - [`bundle`]: OCI bundles with a busybox rootfs, for driving runsc directly.
 //! - [`image`]: an OCI image tarball built from busybox, for `ctr images import`.
 //! - [`containerd`]: a private containerd (own config, root, state and socket)
-//!   started per test run and stopped on drop.
+//!   started per test run and stopped on drop; optionally with the CRI plugin.
+//! - [`cni`]: a private CNI bridge network for CRI tests, removed on drop.
 //!
 //! Tests here need root, runsc and containerd (installed by `make deps`); they
 //! fail loudly rather than skip when something is missing.
 #![allow(clippy::unwrap_used)]
 
 pub mod bundle;
+pub mod cni;
 pub mod containerd;
 pub mod image;

@@ -104,6 +104,25 @@ pub fn drop_unknown_capabilities(spec: &mut Value, release: Option<u32>) -> BTre
     dropped
 }
 
+/// [`drop_unknown_capabilities`] for an exec's process (not a whole spec).
+/// A process that cannot be converted is left as it is.
+pub fn drop_unknown_from_process(
+    process: &mut oci_spec::runtime::Process,
+    release: Option<u32>,
+) -> BTreeSet<String> {
+    let Ok(p) = serde_json::to_value(&*process) else {
+        return BTreeSet::new();
+    };
+    let mut spec = serde_json::json!({ "process": p });
+    let dropped = drop_unknown_capabilities(&mut spec, release);
+    if !dropped.is_empty() {
+        if let Ok(p) = serde_json::from_value(spec["process"].take()) {
+            *process = p;
+        }
+    }
+    dropped
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -144,6 +163,23 @@ mod tests {
         );
         // Nothing else is touched.
         assert_eq!(spec["unknownField"], json!({"kept": true}));
+    }
+
+    #[test]
+    fn an_exec_process_loses_them_too() {
+        let mut v = privileged()["process"].clone();
+        v["user"] = json!({"uid": 0, "gid": 0});
+        v["cwd"] = json!("/");
+        let mut p: oci_spec::runtime::Process = serde_json::from_value(v).unwrap();
+        let dropped = drop_unknown_from_process(&mut p, Some(20221219));
+        assert_eq!(dropped.len(), 3);
+        let caps = p.capabilities().as_ref().unwrap();
+        assert!(!caps
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .contains(&oci_spec::runtime::Capability::Perfmon));
+        assert!(drop_unknown_from_process(&mut p, Some(20221219)).is_empty());
     }
 
     #[test]

@@ -89,6 +89,7 @@ impl Service {
         let _ = std::fs::remove_file(&internal_file);
         let mut spec = p.spec.clone().unwrap_or_default();
         spec.set_terminal(Some(p.stdio.terminal));
+        drop_unknown_capabilities(&c.runsc, &c.id, &mut spec).await;
         // runsc 0.0~20221219 sets up a console only for `exec --detach`;
         // without a terminal, attached is cheaper: the `runsc exec` child is
         // ours and exits with the process, saving the second runsc start
@@ -165,6 +166,28 @@ impl Service {
             pid,
             ..Default::default()
         })
+    }
+}
+
+/// An exec of a privileged container asks for every capability the host
+/// knows; runsc refuses names it does not know (see [`crate::rewrite`]).
+async fn drop_unknown_capabilities(
+    runsc: &runsc::Runsc,
+    id: &str,
+    process: &mut oci_spec::runtime::Process,
+) {
+    use crate::rewrite::capabilities::drop_unknown_from_process;
+    let mut probe = process.clone();
+    if drop_unknown_from_process(&mut probe, None).is_empty() {
+        return;
+    }
+    let version = runsc.version().await.ok();
+    let release = version.and_then(|v| runsc::release_date(&v));
+    for cap in drop_unknown_from_process(process, release) {
+        log::warn!(
+            "exec in {id}: dropping capability {cap}, which {} does not know",
+            runsc.command().display()
+        );
     }
 }
 

@@ -1,0 +1,419 @@
+//! The CRI tier's harness: a containerd with the CRI plugin, a private CNI
+//! network, and a kubelet-like client of the CRI `RuntimeService`. One
+//! environment at a time (they share the host's iptables and sysctls).
+
+use std::{
+    path::PathBuf,
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
+
+use containerd_client::tonic::{self, transport::Channel};
+use k8s_cri::v1::{
+    runtime_service_client::RuntimeServiceClient, ContainerConfig, ContainerMetadata,
+    ContainerState, ContainerStatsRequest, ContainerStatusRequest, CreateContainerRequest,
+    ExecSyncRequest, ExecSyncResponse, ImageSpec, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+    PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+};
+use test_support::{
+    cni::CniNetwork,
+    containerd::{Containerd, CriSetup},
+    image::IMAGE_REF,
+};
+
+/// The RuntimeClass handler our shim is registered as.
+pub const HANDLER: &str = "runsc";
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// One CRI test environment. Fields drop in order: pods go before
+/// containerd, containerd before the network.
+pub struct Cri {
+    pub rt: tokio::runtime::Runtime,
+    pub client: RuntimeServiceClient<Channel>,
+    pub containerd: Option<Containerd>,
+    pub net: CniNetwork,
+    pub logs: tempfile::TempDir,
+    _turn: MutexGuard<'static, ()>,
+}
+
+/// How a pod is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct PodSpec {
+    pub name: String,
+    pub host_network: bool,
+    pub share_pid: bool,
+    pub privileged: bool,
+    pub port_mappings: Vec<(i32, i32)>,
+}
+
+/// How a container is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct CtrSpec {
+    pub name: String,
+    pub args: Vec<String>,
+    pub privileged: bool,
+    pub tty: bool,
+    pub mounts: Vec<(String, String)>,
+    pub memory_limit: i64,
+}
+
+impl CtrSpec {
+    pub fn sh(name: &str, script: &str) -> CtrSpec {
+        CtrSpec {
+            name: name.into(),
+            args: vec!["sh".into(), "-c".into(), script.into()],
+            ..Default::default()
+        }
+    }
+}
+
+impl Cri {
+    pub fn start() -> Cri {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let logs = tempfile::Builder::new()
+            .prefix("cri-logs-")
+            .tempdir()
+            .unwrap();
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let net = CniNetwork::new(logs.path(), n);
+        let containerd = Containerd::start_cri(&CriSetup {
+            cni_conf_dir: net.conf_dir.clone(),
+            runsc_toml: String::new(),
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let socket = containerd.socket().to_path_buf();
+        let client = rt.block_on(async {
+            let ch = containerd_client::connect(socket).await.unwrap();
+            RuntimeServiceClient::new(ch)
+        });
+        Cri {
+            rt,
+            client,
+            containerd: Some(containerd),
+            net,
+            logs,
+            _turn: turn,
+        }
+    }
+
+    pub fn ctrd(&self) -> &Containerd {
+        self.containerd.as_ref().unwrap()
+    }
+
+    pub fn pod_config(&self, p: &PodSpec) -> PodSandboxConfig {
+        let uid = format!("uid-{}", p.name);
+        let log_dir = self.logs.path().join(format!("default_{}_{uid}", p.name));
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let mode = |node: bool| {
+            if node {
+                NamespaceMode::Node as i32
+            } else {
+                NamespaceMode::Pod as i32
+            }
+        };
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: p.name.clone(),
+                uid,
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: p.name.clone(),
+            log_directory: log_dir.to_string_lossy().into_owned(),
+            port_mappings: p
+                .port_mappings
+                .iter()
+                .map(|(c, h)| k8s_cri::v1::PortMapping {
+                    protocol: 0,
+                    container_port: *c,
+                    host_port: *h,
+                    host_ip: String::new(),
+                })
+                .collect(),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: mode(p.host_network),
+                        pid: if p.share_pid {
+                            NamespaceMode::Pod as i32
+                        } else {
+                            NamespaceMode::Container as i32
+                        },
+                        ipc: NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    privileged: p.privileged,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// RunPodSandbox with handler `runsc`; returns (pod id, its config).
+    pub fn run_pod(&mut self, p: &PodSpec) -> (String, PodSandboxConfig) {
+        let config = self.pod_config(p);
+        let req = RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: HANDLER.into(),
+        };
+        let id = self
+            .rt
+            .block_on(self.client.run_pod_sandbox(req))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "RunPodSandbox {}: {e}\n{}",
+                    p.name,
+                    self.ctrd().log_tail(30)
+                )
+            })
+            .into_inner()
+            .pod_sandbox_id;
+        (id, config)
+    }
+
+    pub fn container_config(
+        &self,
+        pod: &PodSandboxConfig,
+        c: &CtrSpec,
+        share_pid: bool,
+    ) -> ContainerConfig {
+        ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: c.name.clone(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: IMAGE_REF.into(),
+                ..Default::default()
+            }),
+            args: c.args.clone(),
+            log_path: format!("{}.log", c.name),
+            tty: c.tty,
+            stdin: c.tty,
+            mounts: c
+                .mounts
+                .iter()
+                .map(|(host, ctr)| k8s_cri::v1::Mount {
+                    host_path: host.clone(),
+                    container_path: ctr.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext {
+                    privileged: c.privileged,
+                    namespace_options: Some(NamespaceOption {
+                        network: pod
+                            .linux
+                            .as_ref()
+                            .and_then(|l| l.security_context.as_ref())
+                            .and_then(|s| s.namespace_options.as_ref())
+                            .map(|n| n.network)
+                            .unwrap_or_default(),
+                        pid: if share_pid {
+                            NamespaceMode::Pod as i32
+                        } else {
+                            NamespaceMode::Container as i32
+                        },
+                        ipc: NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                resources: (c.memory_limit > 0).then(|| k8s_cri::v1::LinuxContainerResources {
+                    memory_limit_in_bytes: c.memory_limit,
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// CreateContainer + StartContainer; returns the container id.
+    pub fn run_container(
+        &mut self,
+        pod: &(String, PodSandboxConfig),
+        c: &CtrSpec,
+        share_pid: bool,
+    ) -> String {
+        let config = self.container_config(&pod.1, c, share_pid);
+        let req = CreateContainerRequest {
+            pod_sandbox_id: pod.0.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.1.clone()),
+        };
+        let id = self
+            .rt
+            .block_on(self.client.create_container(req))
+            .unwrap_or_else(|e| panic!("CreateContainer {}: {e}", c.name))
+            .into_inner()
+            .container_id;
+        let start = StartContainerRequest {
+            container_id: id.clone(),
+        };
+        self.rt
+            .block_on(self.client.start_container(start))
+            .unwrap_or_else(|e| panic!("StartContainer {}: {e}", c.name));
+        id
+    }
+
+    pub fn exec_sync(
+        &mut self,
+        id: &str,
+        cmd: &[&str],
+        timeout: i64,
+    ) -> Result<ExecSyncResponse, tonic::Status> {
+        let req = ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        };
+        self.rt
+            .block_on(self.client.exec_sync(req))
+            .map(|r| r.into_inner())
+    }
+
+    /// ExecSync that must succeed; its stdout.
+    pub fn exec_ok(&mut self, id: &str, cmd: &[&str]) -> String {
+        let r = self.exec_sync(id, cmd, 10).unwrap();
+        assert_eq!(
+            r.exit_code,
+            0,
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        String::from_utf8_lossy(&r.stdout).into_owned()
+    }
+
+    pub fn status(&mut self, id: &str) -> k8s_cri::v1::ContainerStatus {
+        let req = ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        self.rt
+            .block_on(self.client.container_status(req))
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+    }
+
+    /// Waits until container `id` has exited; its status.
+    pub fn wait_exited(&mut self, id: &str) -> k8s_cri::v1::ContainerStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.status(id);
+            if s.state == ContainerState::ContainerExited as i32 {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id} never exited: {s:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pod_ip(&mut self, pod: &str) -> String {
+        let req = PodSandboxStatusRequest {
+            pod_sandbox_id: pod.into(),
+            verbose: false,
+        };
+        let s = self
+            .rt
+            .block_on(self.client.pod_sandbox_status(req))
+            .unwrap()
+            .into_inner();
+        s.status
+            .and_then(|s| s.network)
+            .map(|n| n.ip)
+            .unwrap_or_default()
+    }
+
+    pub fn stop_container(&mut self, id: &str, timeout: i64) {
+        let req = StopContainerRequest {
+            container_id: id.into(),
+            timeout,
+        };
+        self.rt.block_on(self.client.stop_container(req)).unwrap();
+    }
+
+    pub fn stats(&mut self, id: &str) -> k8s_cri::v1::ContainerStats {
+        let req = ContainerStatsRequest {
+            container_id: id.into(),
+        };
+        self.rt
+            .block_on(self.client.container_stats(req))
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap()
+    }
+
+    /// A container's CRI log file.
+    pub fn log_of(&self, pod: &PodSandboxConfig, name: &str) -> PathBuf {
+        PathBuf::from(&pod.log_directory).join(format!("{name}.log"))
+    }
+
+    /// StopPodSandbox + RemovePodSandbox of every pod (as the kubelet does
+    /// when pods go), so CNI tears their networks down.
+    pub fn remove_pods(&mut self) {
+        let list = self
+            .rt
+            .block_on(
+                self.client
+                    .list_pod_sandbox(ListPodSandboxRequest::default()),
+            )
+            .map(|r| r.into_inner().items)
+            .unwrap_or_default();
+        for p in list {
+            let _ = self
+                .rt
+                .block_on(self.client.stop_pod_sandbox(StopPodSandboxRequest {
+                    pod_sandbox_id: p.id.clone(),
+                }));
+            let _ = self
+                .rt
+                .block_on(self.client.remove_pod_sandbox(RemovePodSandboxRequest {
+                    pod_sandbox_id: p.id.clone(),
+                }));
+        }
+    }
+
+    pub fn remove_container(&mut self, id: &str) {
+        let req = RemoveContainerRequest {
+            container_id: id.into(),
+        };
+        self.rt.block_on(self.client.remove_container(req)).unwrap();
+    }
+
+    /// Removes every pod, then checks containerd left nothing (shim,
+    /// runsc, mount, socket, runsc state) and CNI no network namespace.
+    pub fn stop_and_check(mut self) {
+        self.remove_pods();
+        let netns = self.net.new_netns();
+        if let Some(c) = self.containerd.take() {
+            c.stop_and_check();
+        }
+        assert!(netns.is_empty(), "CRI left network namespaces: {netns:?}");
+    }
+}
+
+impl Drop for Cri {
+    fn drop(&mut self) {
+        if self.containerd.is_some() {
+            self.remove_pods();
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Container lifecycle as the kubelet drives it: exec with a timeout, stop
+//! with a grace period, logs, stats, resource updates.
+
+use std::time::{Duration, Instant};
+
+use containerd_client::tonic::Code;
+use k8s_cri::v1::{
+    ListContainerStatsRequest, ReopenContainerLogRequest, UpdateContainerResourcesRequest,
+};
+
+use crate::client::{Cri, CtrSpec, PodSpec};
+
+fn pod(cri: &mut Cri, name: &str) -> (String, k8s_cri::v1::PodSandboxConfig) {
+    cri.run_pod(&PodSpec {
+        name: name.into(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn exec_sync_returns_output_exit_code_and_honours_its_timeout() {
+    let mut cri = Cri::start();
+    let p = pod(&mut cri, "exec");
+    let id = cri.run_container(&p, &CtrSpec::sh("c", "exec sleep 1000"), false);
+    let r = cri
+        .exec_sync(&id, &["sh", "-c", "echo out; echo err >&2; exit 3"], 10)
+        .unwrap();
+    assert_eq!(
+        (r.exit_code, r.stdout.as_slice(), r.stderr.as_slice()),
+        (3, &b"out\n"[..], &b"err\n"[..])
+    );
+    let t0 = Instant::now();
+    let e = cri.exec_sync(&id, &["sleep", "30"], 1).unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    // The container goes on.
+    assert_eq!(cri.exec_ok(&id, &["echo", "still"]), "still\n");
+    cri.stop_and_check();
+}
+
+#[test]
+fn stop_sends_term_then_kill_after_the_grace_period() {
+    let mut cri = Cri::start();
+    let p = pod(&mut cri, "stop");
+    let polite = cri.run_container(
+        &p,
+        &CtrSpec::sh(
+            "polite",
+            "trap 'exit 3' TERM; while true; do sleep 0.1; done",
+        ),
+        false,
+    );
+    let stubborn = cri.run_container(
+        &p,
+        &CtrSpec::sh("stubborn", "trap '' TERM; while true; do sleep 0.1; done"),
+        false,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    cri.stop_container(&polite, 10);
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(cri.wait_exited(&polite).exit_code, 3);
+    let t0 = Instant::now();
+    cri.stop_container(&stubborn, 2);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert_eq!(cri.wait_exited(&stubborn).exit_code, 137);
+    cri.remove_container(&polite);
+    cri.remove_container(&stubborn);
+    cri.stop_and_check();
+}
+
+#[test]
+fn logs_are_in_cri_format_and_reopen() {
+    let mut cri = Cri::start();
+    let p = pod(&mut cri, "logs");
+    let script = "echo out-line; echo err-line >&2; while true; do echo tick; sleep 0.2; done";
+    let id = cri.run_container(&p, &CtrSpec::sh("talker", script), false);
+    let log = cri.log_of(&p.1, "talker");
+    let read = |path: &std::path::Path, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.contains(want) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let text = read(&log, "tick");
+    // <RFC 3339 time> <stream> <F|P> <line>
+    let line = |stream: &str, msg: &str| {
+        text.lines().any(|l| {
+            let f: Vec<&str> = l.splitn(4, ' ').collect();
+            f.len() == 4 && f[0].contains('T') && f[1] == stream && f[2] == "F" && f[3] == msg
+        })
+    };
+    assert!(
+        line("stdout", "out-line") && line("stderr", "err-line"),
+        "{text}"
+    );
+    // Rotation: the kubelet renames the file, then asks for a reopen.
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let req = ReopenContainerLogRequest {
+        container_id: id.clone(),
+    };
+    cri.rt
+        .block_on(cri.client.reopen_container_log(req))
+        .unwrap();
+    let fresh = read(&log, "tick");
+    assert!(fresh.contains("stdout F tick"), "{fresh}");
+    cri.stop_and_check();
+}
+
+#[test]
+fn stats_are_served_per_container() {
+    let mut cri = Cri::start();
+    let p = pod(&mut cri, "stats");
+    let id = cri.run_container(&p, &CtrSpec::sh("busy", "exec sleep 1000"), false);
+    let s = cri.stats(&id);
+    assert_eq!(
+        s.attributes.as_ref().map(|a| a.id.as_str()),
+        Some(id.as_str())
+    );
+    assert!(s.cpu.is_some() && s.memory.is_some(), "{s:?}");
+    let all = cri
+        .rt
+        .block_on(
+            cri.client
+                .list_container_stats(ListContainerStatsRequest::default()),
+        )
+        .unwrap()
+        .into_inner()
+        .stats;
+    assert!(all
+        .iter()
+        .any(|s| s.attributes.as_ref().map(|a| a.id.as_str()) == Some(id.as_str())));
+    cri.stop_and_check();
+}
+
+#[test]
+fn a_members_resources_update_is_refused_not_applied_to_the_pod() {
+    let mut cri = Cri::start();
+    let p = pod(&mut cri, "update");
+    let id = cri.run_container(&p, &CtrSpec::sh("c", "exec sleep 1000"), false);
+    let req = UpdateContainerResourcesRequest {
+        container_id: id,
+        linux: Some(k8s_cri::v1::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let e = cri
+        .rt
+        .block_on(cri.client.update_container_resources(req))
+        .unwrap_err();
+    assert!(e.message().contains("whole pod"), "{e:?}");
+    cri.stop_and_check();
+}
