@@ -7,7 +7,7 @@ PROFILE ?= release
 SHIM := containerd-shim-runsc-v1
 BENCH_ITERS ?= 20
 
-.PHONY: all deps build install lint unit integration test demo bench bench-smoke clean
+.PHONY: all deps build install lint unit integration matrix test demo bench bench-smoke clean
 
 all: build
 
@@ -30,7 +30,10 @@ unit: ## Unit tests (no containerd, no runsc)
 integration: build ## Real runsc and containerd suites (root)
 	RUNSC_SHIM_DIR=$(CURDIR)/target/$(PROFILE) $(CARGO) test --locked --workspace --tests -- --test-threads=2
 
-test: deps lint unit integration bench-smoke ## Everything CI runs
+matrix: build ## e2e/CRI tiers on the other containerd x runsc pairs (fetched into .cache/versions)
+	./scripts/matrix.sh target/$(PROFILE)
+
+test: deps lint unit integration matrix bench-smoke ## Everything CI runs
 
 demo: deps build ## Private containerd + our shim + busybox under gVisor
 	./scripts/demo.sh target/$(PROFILE)

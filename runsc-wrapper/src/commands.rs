@@ -346,6 +346,18 @@ impl Runsc {
         if let Some(flags) = cached {
             return Ok(flags);
         }
+        let disk = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(disk_cache_name(&key)));
+        if let Some(flags) = disk.as_deref().and_then(read_flag_cache) {
+            let flags = Arc::new(flags);
+            FLAGS_CACHE
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, flags.clone());
+            return Ok(flags);
+        }
         let mut cmd = std::process::Command::new(&self.command);
         cmd.arg("flags");
         let deadline = self.timeouts.get("flags");
@@ -365,12 +377,43 @@ impl Runsc {
         if flags.is_empty() {
             return Err(out.parse_error(custom_parse_error("no flags listed")));
         }
+        if let Some(path) = &disk {
+            write_flag_cache(path, &flags);
+        }
         let flags = Arc::new(flags);
         FLAGS_CACHE
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, flags.clone());
         Ok(flags)
+    }
+}
+
+/// The file a binary's flags are kept in across processes (each pod's
+/// shim is a process of its own; `runsc flags` costs a Go start).
+fn disk_cache_name(key: &BinaryKey) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    format!(".runsc-flags-{:016x}", h.finish())
+}
+
+fn read_flag_cache(path: &Path) -> Option<BTreeSet<String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let flags: BTreeSet<String> = text.lines().map(str::to_string).collect();
+    (!flags.is_empty()).then_some(flags)
+}
+
+/// Writes the cache atomically; a failure only costs a later `runsc flags`.
+fn write_flag_cache(path: &Path, flags: &BTreeSet<String>) {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let text: String = flags.iter().map(|f| format!("{f}\n")).collect();
+    let written = std::fs::create_dir_all(path.parent().unwrap_or(Path::new("/")))
+        .and_then(|()| std::fs::write(&tmp, text))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        log::debug!("cannot cache runsc flags in {}: {e}", path.display());
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 
@@ -384,7 +427,7 @@ fn binary_key(command: &Path) -> BinaryKey {
     (path, mtime)
 }
 
-static FLAGS_CACHE: LazyLock<Mutex<HashMap<BinaryKey, Arc<BTreeSet<String>>>>> =
+pub(crate) static FLAGS_CACHE: LazyLock<Mutex<HashMap<BinaryKey, Arc<BTreeSet<String>>>>> =
     LazyLock::new(Default::default);
 
 static VERSION_CACHE: LazyLock<Mutex<HashMap<BinaryKey, String>>> = LazyLock::new(Default::default);

@@ -74,6 +74,8 @@ pub struct Runsc {
     pub(crate) config: BTreeMap<String, String>,
     pub(crate) monitor: Arc<dyn ProcessMonitor>,
     pub(crate) timeouts: Timeouts,
+    /// Where facts about the binary (its flags) are cached across processes.
+    pub(crate) cache_dir: Option<PathBuf>,
     /// Whether this runsc has `update`; asked once, on first use.
     pub(crate) has_update: Arc<OnceCell<bool>>,
 }
@@ -112,6 +114,7 @@ impl GlobalOpts {
                 config: BTreeMap::new(),
                 monitor: Arc::new(LogMonitor::new(Arc::new(DefaultMonitor))),
                 timeouts: Timeouts::default(),
+                cache_dir: None,
                 has_update: Arc::new(OnceCell::new()),
             },
         }
@@ -141,6 +144,13 @@ impl GlobalOpts {
     /// removes the file afterwards.
     pub fn log_per_call(mut self, dir: impl Into<PathBuf>) -> Self {
         self.inner.log = Some(LogTarget::PerCall(dir.into()));
+        self
+    }
+
+    /// A directory where facts about the binary (`runsc flags`) are cached
+    /// for other processes.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.inner.cache_dir = Some(dir.into());
         self
     }
 

@@ -254,6 +254,7 @@ async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<Delet
     if sandbox {
         runtime::remove_sandbox_root(&root);
     }
+    crate::mount::remove_filestores(bundle);
     crate::mount::unmount_rootfs(bundle);
     remove_dead_socket(bundle);
     let mut resp = DeleteResponse::new();

@@ -40,6 +40,27 @@ fn none_if_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
+/// Removes runsc's rootfs overlay filestores (`.gvisor.filestore.<id>`,
+/// made when a user opts into `overlay2 = "root:self"`) from
+/// `<bundle>/rootfs` while it is still mounted, so that a snapshot committed
+/// later never carries one.
+pub fn remove_filestores(bundle: &Path) {
+    let rootfs = bundle.join("rootfs");
+    let Ok(rd) = std::fs::read_dir(&rootfs) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with(".gvisor.filestore.")
+        {
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                log::warn!("remove {}: {err}", e.path().display());
+            }
+        }
+    }
+}
+
 /// Unmounts everything at or below `<bundle>/rootfs`; failures are logged.
 pub fn unmount_rootfs(bundle: &Path) {
     let target = bundle.join("rootfs");

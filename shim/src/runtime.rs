@@ -1,6 +1,11 @@
 //! Building the runsc client a container uses, and small host adjustments.
 
-use std::{collections::BTreeMap, os::unix::fs::MetadataExt, path::Path, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    os::unix::fs::MetadataExt,
+    path::Path,
+    sync::Arc,
+};
 
 use runsc::{GlobalOpts, LogFormat, NetnsCheck, ProcessMonitor, Runsc, Timeouts};
 
@@ -25,6 +30,7 @@ pub fn build_runsc(
         .command(&options.binary_name)
         .root(root)
         .log_per_call(bundle)
+        .cache_dir(&options.root)
         .log_format(LogFormat::Json)
         .pdeath_signal(nix::sys::signal::Signal::SIGKILL)
         .setpgid(true)
@@ -33,6 +39,9 @@ pub fn build_runsc(
         .monitor(monitor)
         .build()
 }
+
+/// runsc's flag for its in-sandbox rootfs overlay (0.0~20230000 on).
+pub const OVERLAY2: &str = "overlay2";
 
 /// The default deadlines with the options' overrides (0 ms: none).
 pub fn timeouts(options: &Options) -> Timeouts {
@@ -45,17 +54,27 @@ pub fn timeouts(options: &Options) -> Timeouts {
         })
 }
 
+/// The global flags the configured runsc knows (`runsc flags`, cached per
+/// binary in memory and in the runsc root for other shims).
+pub async fn known_flags(
+    options: &Options,
+    monitor: Arc<dyn ProcessMonitor>,
+) -> Result<Arc<BTreeSet<String>>> {
+    GlobalOpts::default()
+        .command(&options.binary_name)
+        .cache_dir(&options.root)
+        .timeouts(timeouts(options))
+        .monitor(monitor)
+        .build()
+        .flags()
+        .await
+        .map_err(|e| Error::runsc("list the flags of the configured runsc", e))
+}
+
 /// Refuses `[runsc_config]` keys the runsc in use does not know: runsc
 /// would print its usage on the stdio it was given (the container's) and
 /// exit 2 with no error of its own.
-pub async fn check_runsc_config(runsc: &Runsc, options: &Options) -> Result<()> {
-    if options.runsc_config.is_empty() {
-        return Ok(());
-    }
-    let known = runsc
-        .flags()
-        .await
-        .map_err(|e| Error::runsc("list the flags of the configured runsc", e))?;
+pub fn check_runsc_config(options: &Options, known: &BTreeSet<String>) -> Result<()> {
     let unknown: Vec<&str> = options
         .runsc_config
         .keys()
@@ -73,8 +92,8 @@ pub async fn check_runsc_config(runsc: &Runsc, options: &Options) -> Result<()> 
             .map(|k| format!("{k:?}"))
             .collect::<Vec<_>>()
             .join(", "),
-        runsc.command().display(),
-        runsc.command().display()
+        options.binary_name,
+        options.binary_name
     )))
 }
 
@@ -107,8 +126,19 @@ pub fn runsc_flags(
     sandbox_id: &str,
     container_id: &str,
     network: Option<&Network>,
+    known: &BTreeSet<String>,
 ) -> BTreeMap<String, String> {
     let mut flags = runsc::format_runsc_paths(sandbox_id, container_id, &options.runsc_config);
+    // runsc 0.0~20240729 keeps a container's rootfs writes inside the
+    // sandbox by default (`--overlay2=root:self`, in a filestore file in
+    // the snapshot's upper directory), so a committed snapshot would hold
+    // none of them. Writes go to the snapshot, as with 0.0~20221219, unless
+    // the user opts into the overlay (`[runsc_config] overlay2 = "root:self"`).
+    if known.contains(OVERLAY2) {
+        flags
+            .entry(OVERLAY2.into())
+            .or_insert_with(|| "none".into());
+    }
     let implied = match network {
         Some(Network::New) => Some("none"),
         Some(Network::Host) => Some("host"),
@@ -233,21 +263,35 @@ mod tests {
     #[test]
     fn network_mode_follows_the_spec_unless_set() {
         let mut o = Options::default();
+        let none = BTreeSet::new();
         let join = Network::Join("/var/run/netns/x".into());
         assert_eq!(
-            runsc_flags(&o, "p", "c", Some(&Network::New))["network"],
+            runsc_flags(&o, "p", "c", Some(&Network::New), &none)["network"],
             "none"
         );
         assert_eq!(
-            runsc_flags(&o, "p", "c", Some(&Network::Host))["network"],
+            runsc_flags(&o, "p", "c", Some(&Network::Host), &none)["network"],
             "host"
         );
-        assert!(!runsc_flags(&o, "p", "c", Some(&join)).contains_key("network"));
-        assert!(!runsc_flags(&o, "p", "c", None).contains_key("network"));
+        assert!(!runsc_flags(&o, "p", "c", Some(&join), &none).contains_key("network"));
+        assert!(!runsc_flags(&o, "p", "c", None, &none).contains_key("network"));
         o.runsc_config.insert("network".into(), "sandbox".into());
         assert_eq!(
-            runsc_flags(&o, "p", "c", Some(&Network::Host))["network"],
+            runsc_flags(&o, "p", "c", Some(&Network::Host), &none)["network"],
             "sandbox"
+        );
+    }
+
+    #[test]
+    fn rootfs_writes_reach_the_snapshot_unless_the_user_opts_in() {
+        let mut o = Options::default();
+        let knows = BTreeSet::from([OVERLAY2.to_string()]);
+        assert_eq!(runsc_flags(&o, "p", "c", None, &knows)[OVERLAY2], "none");
+        assert!(!runsc_flags(&o, "p", "c", None, &BTreeSet::new()).contains_key(OVERLAY2));
+        o.runsc_config.insert(OVERLAY2.into(), "root:self".into());
+        assert_eq!(
+            runsc_flags(&o, "p", "c", None, &knows)[OVERLAY2],
+            "root:self"
         );
     }
 
@@ -281,7 +325,7 @@ mod tests {
         let mut o = Options::default();
         o.runsc_config
             .insert("debug-log".into(), "/var/log/runsc/%ID%/%CID%.log".into());
-        let f = runsc_flags(&o, "pod", "c1", None);
+        let f = runsc_flags(&o, "pod", "c1", None, &BTreeSet::new());
         assert_eq!(f["debug-log"], "/var/log/runsc/pod/c1.log");
     }
 

@@ -59,12 +59,17 @@ fn ctr_checkpoint_leaves_it_running() {
         ],
     );
     std::thread::sleep(std::time::Duration::from_millis(1000));
+    // The writer truncates then writes: an empty read is retried.
     let read = |eid: &str| -> u64 {
-        c.ctr_ok(&["tasks", "exec", "--exec-id", eid, "ck0", "cat", "/state/n"])
-            .out()
-            .trim()
-            .parse()
-            .unwrap()
+        for i in 0..50 {
+            let id = format!("{eid}-{i}");
+            let out = c.ctr_ok(&["tasks", "exec", "--exec-id", &id, "ck0", "cat", "/state/n"]);
+            if let Ok(n) = out.out().trim().parse() {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("/state/n never held a number");
     };
     let first = read("r0");
     // ctr task checkpoint: the task keeps running, with its state.

@@ -140,12 +140,17 @@ fn checkpoint_with_exit_then_restore_keeps_state() {
         ],
     );
     std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The writer truncates then writes: an empty read is retried.
     let read = |eid: &str| -> u64 {
-        c.ctr_ok(&["tasks", "exec", "--exec-id", eid, "ck1", "cat", "/state/n"])
-            .out()
-            .trim()
-            .parse()
-            .unwrap()
+        for i in 0..50 {
+            let id = format!("{eid}-{i}");
+            let out = c.ctr_ok(&["tasks", "exec", "--exec-id", &id, "ck1", "cat", "/state/n"]);
+            if let Ok(n) = out.out().trim().parse() {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("/state/n never held a number");
     };
     let before = read("r1");
     assert!(before > 3);

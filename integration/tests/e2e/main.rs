@@ -13,6 +13,7 @@ mod network;
 mod options;
 mod pod;
 mod run;
+mod snapshot;
 
 pub use test_support::containerd::{Containerd, OutputExt, RUNTIME};
 pub use test_support::image::IMAGE_REF;

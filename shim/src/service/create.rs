@@ -189,7 +189,11 @@ impl Service {
         validate_id("sandbox", &sandbox_id)?;
         // A member's network is its sandbox's.
         let network = (!sub).then(|| spec::network(&spec));
-        let mut flags = runtime::runsc_flags(&options, &sandbox_id, &id, network.as_ref());
+        let monitor: Arc<dyn runsc::ProcessMonitor> =
+            Arc::new(runsc::LogMonitor::new(Arc::new(self.reaper.clone())));
+        let known = runtime::known_flags(&options, monitor.clone()).await?;
+        runtime::check_runsc_config(&options, &known)?;
+        let mut flags = runtime::runsc_flags(&options, &sandbox_id, &id, network.as_ref(), &known);
         let sandbox_logs = if sub {
             None
         } else {
@@ -224,15 +228,8 @@ impl Service {
         }
         // A sandbox whose create fails leaves no runsc root behind.
         let mut root_guard = runtime::RemoveRootOnFailure::new(&root, !sub);
-        let runsc = runtime::build_runsc(
-            &options,
-            &root,
-            &bundle,
-            flags,
-            Arc::new(runsc::LogMonitor::new(Arc::new(self.reaper.clone()))),
-        );
+        let runsc = runtime::build_runsc(&options, &root, &bundle, flags, monitor);
 
-        runtime::check_runsc_config(&runsc, &options).await?;
         let sandbox_pid = if sub {
             self.containers()
                 .get(&sandbox_id)

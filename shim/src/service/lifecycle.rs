@@ -276,10 +276,14 @@ impl Service {
                 e.io.close().await;
             }
             p.io.close().await;
-            if c.rootfs_mounted {
-                let b = c.bundle.clone();
-                let _ = tokio::task::spawn_blocking(move || mount::unmount_rootfs(&b)).await;
-            }
+            let (b, mounted) = (c.bundle.clone(), c.rootfs_mounted);
+            let _ = tokio::task::spawn_blocking(move || {
+                mount::remove_filestores(&b);
+                if mounted {
+                    mount::unmount_rootfs(&b);
+                }
+            })
+            .await;
             self.containers().remove(&c.id);
         } else {
             p.io.close().await;

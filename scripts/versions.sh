@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Fetches the other containerd and runsc versions a Debian 12 user can have
+# into a cache directory, without installing anything system-wide:
+#   runsc 0.0~20240729 (bookworm-backports), containerd 1.7 (trixie),
+#   containerd 2.1 (sid).
+# The mirror is the one this machine's apt configuration names. Idempotent:
+# what is already unpacked is not fetched again. Prints nothing else on
+# success but the directories, one per line: <name> <dir with usr/bin>.
+#
+# Usage: scripts/versions.sh [CACHE_DIR]   (default: .cache/versions)
+set -euo pipefail
+
+cache=${1:-"$(cd "$(dirname "$0")/.." && pwd)/.cache/versions"}
+mkdir -p "$cache"
+
+# name  package      suite               what it brings
+wanted=(
+  "runsc-2024 runsc bookworm-backports"
+  "containerd-1.7 containerd trixie"
+  "containerd-2.1 containerd sid"
+)
+
+mirror() {
+  local uri=""
+  if compgen -G "/etc/apt/sources.list.d/*.sources" >/dev/null; then
+    uri=$(awk '/^URIs:/ {u=$2} /^Suites:/ && / bookworm( |$)/ {print u; exit}' /etc/apt/sources.list.d/*.sources)
+  fi
+  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+    uri=$(awk '$1=="deb" && $3=="bookworm" {print $2; exit}' /etc/apt/sources.list)
+  fi
+  [ -n "$uri" ] || { echo "versions: no Debian bookworm mirror in the apt configuration" >&2; exit 1; }
+  echo "$uri"
+}
+
+need_update=0
+for w in "${wanted[@]}"; do
+  read -r name _ _ <<<"$w"
+  [ -x "$cache/$name/usr/bin/${name%%-*}" ] || need_update=1
+done
+
+if [ "$need_update" = 1 ]; then
+  uri=$(mirror)
+  apt_dir="$cache/apt"
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
+  list="$apt_dir/sources.list"
+  : >"$list"
+  for suite in bookworm-backports trixie sid; do
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $suite main" >>"$list"
+  done
+  opts=(-o "Dir::Etc::sourcelist=$list" -o "Dir::Etc::sourceparts=-" -o "Dir::State::Lists=$apt_dir/lists"
+        -o "Dir::Cache=$apt_dir/cache" -o "APT::Get::List-Cleanup=0" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
+  apt-get "${opts[@]}" -qq update >/dev/null
+  for w in "${wanted[@]}"; do
+    read -r name pkg suite <<<"$w"
+    [ -x "$cache/$name/usr/bin/$pkg" ] && continue
+    (cd "$apt_dir/debs" && rm -f "${pkg}"_*.deb && apt-get "${opts[@]}" -qq download "$pkg/$suite" >/dev/null)
+    deb=$(ls "$apt_dir/debs/${pkg}"_*.deb | head -1)
+    rm -rf "$cache/$name" && mkdir -p "$cache/$name"
+    dpkg -x "$deb" "$cache/$name"
+    rm -f "$deb"
+  done
+fi
+
+for w in "${wanted[@]}"; do
+  read -r name _ _ <<<"$w"
+  echo "$name $cache/$name/usr/bin"
+done
