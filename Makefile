@@ -7,7 +7,7 @@ PROFILE ?= release
 SHIM := containerd-shim-runsc-v1
 BENCH_ITERS ?= 20
 
-.PHONY: all deps build install lint unit integration matrix test demo bench bench-smoke clean
+.PHONY: all deps build install lint unit integration matrix test demo demo-pod bench bench-smoke clean
 
 all: build
 
@@ -37,6 +37,9 @@ test: deps lint unit integration matrix bench-smoke ## Everything CI runs
 
 demo: deps build ## Private containerd + our shim + busybox under gVisor
 	./scripts/demo.sh target/$(PROFILE)
+
+demo-pod: deps build ## A CRI pod under gVisor serving HTTP on its pod IP (CNI bridge)
+	./scripts/demo.sh target/$(PROFILE) demo_pod
 
 bench: deps build ## Compare our shim with Go's runc shim driving runsc and bare runsc
 	$(CARGO) run --locked --release -p integration --bin bench -- --iterations $(BENCH_ITERS) --shim-dir target/$(PROFILE)

@@ -1,5 +1,8 @@
-//! End-to-end suites (`tests/e2e`), the `demo` binary behind `make demo` and
-//! the `bench` harness behind `make bench`. Shared helpers live in the
+//! End-to-end suites (`tests/e2e`, `tests/cri`), the `demo` and `demo_pod`
+//! binaries behind `make demo` and `make demo-pod`, the `bench` harness
+//! behind `make bench`, and [`cri`], the CRI environment the CRI tier and
+//! the pod demo share. Shared helpers live in the
 //! `test-support` crate.
 
 pub mod bench;
+pub mod cri;

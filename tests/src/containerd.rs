@@ -28,6 +28,26 @@ pub struct Containerd {
     namespace: String,
     /// runsc's state root for this containerd's namespace.
     runsc_root: PathBuf,
+    /// containerd's `PATH` (our shim's directory first).
+    path: std::ffi::OsString,
+}
+
+/// Starts containerd with the configuration in `dir`, appending to its log.
+fn spawn_containerd(dir: &Path, path: &std::ffi::OsStr) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .expect("log file");
+    Command::new("containerd")
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn containerd")
 }
 
 /// containerd's CRI plugin with our shim as handler `runsc`: the pod
@@ -117,6 +137,8 @@ fn cri_config(runsc_toml: &Path, cni_conf_dir: &Path) -> String {
     default_runtime_name = "runsc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc]
       runtime_type = "io.containerd.runsc.v1"
+      # gVisor's mount hints reach the sandbox (and members) as annotations.
+      pod_annotations = ["dev.gvisor.*"]
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc.options]
         TypeUrl = "io.containerd.runsc.v1.options"
         ConfigPath = "{toml}"
@@ -225,26 +247,33 @@ state = "{state}"
             path.push(":");
             path.push(p);
         }
-        let log = fs::File::create(d.join("containerd.log")).expect("log file");
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .env("PATH", &path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn containerd");
+        let child = spawn_containerd(d, &path);
         let c = Containerd {
             dir,
             child: Some(child),
             socket,
             namespace,
             runsc_root,
+            path,
         };
         c.wait_ready();
         c.ctr_ok(&["images", "import", &busybox_image().to_string_lossy()]);
         c
+    }
+
+    /// Stops containerd (SIGTERM; its shims and their containers go on) and
+    /// starts it again with the same configuration, as an upgrade or a
+    /// crash-restart of the node's containerd does.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = child.wait();
+        }
+        self.child = Some(spawn_containerd(self.dir.path(), &self.path));
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {

@@ -8,7 +8,7 @@ use k8s_cri::v1::{
     ListContainerStatsRequest, ReopenContainerLogRequest, UpdateContainerResourcesRequest,
 };
 
-use crate::client::{Cri, CtrSpec, PodSpec};
+use integration::cri::{Cri, CtrSpec, PodSpec};
 
 fn pod(cri: &mut Cri, name: &str) -> (String, k8s_cri::v1::PodSandboxConfig) {
     cri.run_pod(&PodSpec {

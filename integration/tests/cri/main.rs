@@ -4,6 +4,5 @@
 //! from it). Traffic goes only to the test's own bridge and to loopback.
 #![allow(clippy::unwrap_used)]
 
-mod client;
 mod lifecycle;
 mod pods;

@@ -1,35 +1,11 @@
 //! Pods under gVisor that behave like runc pods.
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use crate::client::{Cri, CtrSpec, PodSpec};
-
-/// GET / from `addr`, retried until it answers or 15 s pass.
-fn http_get(addr: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let attempt = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1))
-            .and_then(|mut s| {
-                s.set_read_timeout(Some(Duration::from_secs(3)))?;
-                s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-                let mut body = String::new();
-                s.read_to_string(&mut body)?;
-                Ok(body)
-            });
-        match attempt {
-            Ok(body) if !body.is_empty() => return body,
-            _ if Instant::now() > deadline => panic!("no answer from {addr}: {attempt:?}"),
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
+use integration::cri::{http_get, Cri, CtrSpec, PodSpec};
 
 fn serve(port: &str) -> String {
-    format!("mkdir -p /www && echo hello-from-gvisor > /www/index.html && exec httpd -f -p {port} -h /www")
+    integration::cri::serve_http_script(port)
 }
 
 #[test]
@@ -166,5 +142,63 @@ fn host_path_volumes_are_shared_by_the_pods_containers() {
     cri.exec_ok(&a, &["sh", "-c", "echo from-a > /data/a"]);
     assert_eq!(cri.exec_ok(&b, &["cat", "/data/a"]), "from-a\n");
     assert_eq!(std::fs::read_to_string(vol.join("a")).unwrap(), "from-a\n");
+    cri.stop_and_check();
+}
+
+#[test]
+fn an_empty_dir_with_a_mount_hint_is_one_tmpfs_for_the_pod() {
+    // The kubelet's emptyDir for this pod (made and removed here).
+    let uid = Cri::pod_uid("emptydir");
+    let kubelet = std::path::Path::new("/var/lib/kubelet");
+    let made_kubelet = !kubelet.exists();
+    let pod_dir = kubelet.join("pods").join(&uid);
+    let vol = pod_dir.join("volumes/kubernetes.io~empty-dir/cache");
+    std::fs::create_dir_all(&vol).unwrap();
+    let mut cri = Cri::start();
+    let hint = |k: &str, v: &str| (format!("dev.gvisor.spec.mount.cache.{k}"), v.to_string());
+    let pod = cri.run_pod(&PodSpec {
+        name: "emptydir".into(),
+        annotations: vec![
+            hint("type", "tmpfs"),
+            hint("share", "pod"),
+            hint("options", "rw"),
+        ],
+        ..Default::default()
+    });
+    let mounts = vec![(vol.to_string_lossy().into_owned(), "/cache".to_string())];
+    let spec = |name: &str| CtrSpec {
+        mounts: mounts.clone(),
+        ..CtrSpec::sh(name, "exec sleep 1000")
+    };
+    let a = cri.run_container(&pod, &spec("a"), false);
+    let b = cri.run_container(&pod, &spec("b"), false);
+    cri.exec_ok(&a, &["sh", "-c", "echo from-a > /cache/a"]);
+    assert_eq!(cri.exec_ok(&b, &["cat", "/cache/a"]), "from-a\n");
+    // One tmpfs inside the sandbox: nothing reached the host directory.
+    let on_host = std::fs::read_dir(&vol).unwrap().count();
+    cri.stop_and_check();
+    let _ = std::fs::remove_dir_all(&pod_dir);
+    if made_kubelet {
+        let _ = std::fs::remove_dir_all(kubelet);
+    }
+    assert_eq!(on_host, 0, "the emptyDir was written through to the host");
+}
+
+#[test]
+fn a_pod_survives_a_containerd_restart() {
+    let mut cri = Cri::start();
+    let pod = cri.run_pod(&PodSpec {
+        name: "restart".into(),
+        ..Default::default()
+    });
+    let id = cri.run_container(&pod, &CtrSpec::sh("c", "exec sleep 1000"), false);
+    cri.restart_containerd();
+    assert_eq!(
+        cri.exec_ok(&id, &["echo", "after-restart"]),
+        "after-restart\n"
+    );
+    // Still the shim's: StopContainer's TERM ends it and its exit comes back.
+    cri.stop_container(&id, 10);
+    assert_eq!(cri.wait_exited(&id).exit_code, 128 + 15);
     cri.stop_and_check();
 }

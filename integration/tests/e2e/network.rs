@@ -2,12 +2,9 @@
 //! for the test (a veth pair on a private /30), and the host's network.
 //! Traffic goes only to that namespace and to loopback.
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::process::Command;
+
+use integration::cri::{http_get, serve_http_script};
 
 use crate::Containerd;
 
@@ -76,26 +73,6 @@ impl Drop for TestNetns {
     }
 }
 
-/// GET / from `addr`, retried until the server answers or 15 s pass.
-fn http_get(addr: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let attempt = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1))
-            .and_then(|mut s| {
-                s.set_read_timeout(Some(Duration::from_secs(3)))?;
-                s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-                let mut body = String::new();
-                s.read_to_string(&mut body)?;
-                Ok(body)
-            });
-        match attempt {
-            Ok(body) if !body.is_empty() => return body,
-            _ if Instant::now() > deadline => panic!("no answer from {addr}: {attempt:?}"),
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
 const SERVE: &str =
     "mkdir -p /www && echo hello-from-gvisor > /www/index.html && exec httpd -f -p ";
 
@@ -107,7 +84,7 @@ fn a_pod_namespace_gets_gvisors_stack_and_serves_http() {
     c.run_detached(
         "web",
         &["--with-ns", &with_ns],
-        &["sh", "-c", &format!("{SERVE}8080 -h /www")],
+        &["sh", "-c", &serve_http_script("8080")],
     );
     let body = http_get(&format!("{}:8080", ns.inner));
     assert!(body.contains("hello-from-gvisor"), "{body}");
@@ -123,7 +100,7 @@ fn a_spec_without_a_network_namespace_uses_the_hosts() {
     c.run_detached(
         "hostnet",
         &["--net-host"],
-        &["sh", "-c", &format!("{SERVE}127.0.0.1:{port} -h /www")],
+        &["sh", "-c", &serve_http_script(&format!("127.0.0.1:{port}"))],
     );
     let body = http_get(&format!("127.0.0.1:{port}"));
     assert!(body.contains("hello-from-gvisor"), "{body}");

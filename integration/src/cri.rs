@@ -1,6 +1,9 @@
-//! The CRI tier's harness: a containerd with the CRI plugin, a private CNI
-//! network, and a kubelet-like client of the CRI `RuntimeService`. One
-//! environment at a time (they share the host's iptables and sysctls).
+//! A kubelet-like CRI environment for the CRI tier and `make demo-pod`: a
+//! containerd with the CRI plugin, a private CNI network, and a client of
+//! the CRI `RuntimeService`. One environment at a time (they share the
+//! host's iptables and sysctls). Test support: it panics on what it does
+//! not expect.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::{
     path::PathBuf,
@@ -48,6 +51,7 @@ pub struct PodSpec {
     pub share_pid: bool,
     pub privileged: bool,
     pub port_mappings: Vec<(i32, i32)>,
+    pub annotations: Vec<(String, String)>,
 }
 
 /// How a container is asked for.
@@ -71,6 +75,14 @@ impl CtrSpec {
     }
 }
 
+fn connect(rt: &tokio::runtime::Runtime, c: &Containerd) -> RuntimeServiceClient<Channel> {
+    let socket = c.socket().to_path_buf();
+    rt.block_on(async {
+        let ch = containerd_client::connect(socket).await.unwrap();
+        RuntimeServiceClient::new(ch)
+    })
+}
+
 impl Cri {
     pub fn start() -> Cri {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -90,11 +102,7 @@ impl Cri {
             .enable_all()
             .build()
             .unwrap();
-        let socket = containerd.socket().to_path_buf();
-        let client = rt.block_on(async {
-            let ch = containerd_client::connect(socket).await.unwrap();
-            RuntimeServiceClient::new(ch)
-        });
+        let client = connect(&rt, &containerd);
         Cri {
             rt,
             client,
@@ -109,8 +117,20 @@ impl Cri {
         self.containerd.as_ref().unwrap()
     }
 
+    /// Restarts containerd under the running pods and reconnects.
+    pub fn restart_containerd(&mut self) {
+        let c = self.containerd.as_mut().unwrap();
+        c.restart();
+        self.client = connect(&self.rt, self.containerd.as_ref().unwrap());
+    }
+
+    /// The UID the pod named `name` gets.
+    pub fn pod_uid(name: &str) -> String {
+        format!("uid-{}-{}", std::process::id(), name)
+    }
+
     pub fn pod_config(&self, p: &PodSpec) -> PodSandboxConfig {
-        let uid = format!("uid-{}", p.name);
+        let uid = Self::pod_uid(&p.name);
         let log_dir = self.logs.path().join(format!("default_{}_{uid}", p.name));
         std::fs::create_dir_all(&log_dir).unwrap();
         let mode = |node: bool| {
@@ -128,6 +148,7 @@ impl Cri {
                 attempt: 0,
             }),
             hostname: p.name.clone(),
+            annotations: p.annotations.iter().cloned().collect(),
             log_directory: log_dir.to_string_lossy().into_owned(),
             port_mappings: p
                 .port_mappings
@@ -391,6 +412,21 @@ impl Cri {
         }
     }
 
+    /// Ids of every container.
+    pub fn container_ids(&mut self) -> Vec<String> {
+        let req = k8s_cri::v1::ListContainersRequest::default();
+        self.rt
+            .block_on(self.client.list_containers(req))
+            .map(|r| {
+                r.into_inner()
+                    .containers
+                    .into_iter()
+                    .map(|c| c.id)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn remove_container(&mut self, id: &str) {
         let req = RemoveContainerRequest {
             container_id: id.into(),
@@ -416,4 +452,39 @@ impl Drop for Cri {
             self.remove_pods();
         }
     }
+}
+
+/// GET / from `addr` (loopback or the test's own network only), retried
+/// until it answers or 15 s pass.
+pub fn http_get(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let attempt = std::net::TcpStream::connect_timeout(
+            &addr.parse().expect("socket address"),
+            Duration::from_secs(1),
+        )
+        .and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        });
+        match attempt {
+            Ok(body) if !body.is_empty() => return body,
+            _ if std::time::Instant::now() > deadline => {
+                panic!("no answer from {addr}: {attempt:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// A busybox shell script serving "hello-from-gvisor" over HTTP on `listen`
+/// (`port` or `addr:port`).
+pub fn serve_http_script(listen: &str) -> String {
+    format!(
+        "mkdir -p /www && echo hello-from-gvisor > /www/index.html && exec httpd -f -p {listen} -h /www"
+    )
 }
