@@ -73,9 +73,6 @@ impl Drop for TestNetns {
     }
 }
 
-const SERVE: &str =
-    "mkdir -p /www && echo hello-from-gvisor > /www/index.html && exec httpd -f -p ";
-
 #[test]
 fn a_pod_namespace_gets_gvisors_stack_and_serves_http() {
     let ns = TestNetns::new(1);
