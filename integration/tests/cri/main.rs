@@ -6,3 +6,4 @@
 
 mod lifecycle;
 mod pods;
+mod streaming;
