@@ -52,6 +52,8 @@ pub struct PodSpec {
     pub privileged: bool,
     pub port_mappings: Vec<(i32, i32)>,
     pub annotations: Vec<(String, String)>,
+    /// The pod's cgroup (cgroupfs), as the kubelet gives it.
+    pub cgroup_parent: String,
 }
 
 /// How a container is asked for.
@@ -161,6 +163,7 @@ impl Cri {
                 })
                 .collect(),
             linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: p.cgroup_parent.clone(),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
                         network: mode(p.host_network),

@@ -344,13 +344,22 @@ pub struct OomLedger {
 impl OomLedger {
     /// Whether an exit with `status` of a process that started at OOM count
     /// `baseline` was an OOM kill, given the count `now`; marks it reported.
-    pub fn take(&self, sandbox: &str, baseline: u64, now: u64, status: u32) -> bool {
+    /// When the kill took the sandbox itself (`sandbox_gone`), every
+    /// container died of it, and each exit that follows it is an OOM kill.
+    pub fn take(
+        &self,
+        sandbox: &str,
+        baseline: u64,
+        now: u64,
+        status: u32,
+        sandbox_gone: bool,
+    ) -> bool {
         if status == 0 || baseline == u64::MAX || now <= baseline {
             return false;
         }
         let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
         let seen = reported.entry(sandbox.to_string()).or_insert(0);
-        if now <= *seen {
+        if now <= *seen && !sandbox_gone {
             return false;
         }
         *seen = now;
@@ -374,15 +383,18 @@ mod tests {
     fn oom_is_reported_once_and_only_after_start() {
         let l = OomLedger::default();
         // An OOM before this process started is not its own.
-        assert!(!l.take("pod", 2, 2, 137));
+        assert!(!l.take("pod", 2, 2, 137, false));
         // A clean exit is never an OOM kill.
-        assert!(!l.take("pod", 2, 3, 0));
-        assert!(l.take("pod", 2, 3, 137));
-        // The same kill is not reported for a second exit.
-        assert!(!l.take("pod", 1, 3, 137));
-        assert!(l.take("pod", 1, 4, 137));
-        assert!(!l.take("pod", u64::MAX, 9, 137));
+        assert!(!l.take("pod", 2, 3, 0, false));
+        assert!(l.take("pod", 2, 3, 137, false));
+        // The same kill is not reported for a second exit...
+        assert!(!l.take("pod", 1, 3, 137, false));
+        // ...unless it took the whole sandbox, and every container with it.
+        assert!(l.take("pod", 1, 3, 137, true));
+        assert!(!l.take("pod", 3, 3, 137, true), "started after the kill");
+        assert!(l.take("pod", 1, 4, 137, false));
+        assert!(!l.take("pod", u64::MAX, 9, 137, false));
         l.forget("pod");
-        assert!(l.take("pod", 1, 4, 137));
+        assert!(l.take("pod", 1, 4, 137, false));
     }
 }

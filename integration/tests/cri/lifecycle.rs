@@ -162,3 +162,60 @@ fn a_members_resources_update_is_refused_not_applied_to_the_pod() {
     assert!(e.message().contains("whole pod"), "{e:?}");
     cri.stop_and_check();
 }
+
+/// A pod cgroup with a memory limit, as the kubelet makes one; removed
+/// (with whatever runsc made below it, in every controller) on drop.
+struct PodCgroup(String);
+
+impl PodCgroup {
+    fn new(limit: u64) -> PodCgroup {
+        let name = format!("podrsoom{}", std::process::id());
+        let mem = std::path::Path::new("/sys/fs/cgroup/memory").join(&name);
+        std::fs::create_dir_all(&mem).unwrap();
+        std::fs::write(mem.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
+        PodCgroup(name)
+    }
+}
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        fn remove(dir: &std::path::Path) {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                for e in rd.flatten() {
+                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        remove(&e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        for c in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            remove(&c.path().join(&self.0));
+        }
+    }
+}
+
+#[test]
+fn an_oom_kill_is_reported_as_oomkilled() {
+    let cg = PodCgroup::new(96 << 20);
+    let mut cri = Cri::start();
+    let p = cri.run_pod(&PodSpec {
+        name: "oom".into(),
+        cgroup_parent: format!("/{}", cg.0),
+        ..Default::default()
+    });
+    // tail buffers /dev/zero (no newline) until the pod's limit is hit.
+    let id = cri.run_container(&p, &CtrSpec::sh("hog", "tail /dev/zero"), false);
+    let s = cri.wait_exited(&id);
+    assert_eq!(
+        (s.exit_code, s.reason.as_str()),
+        (137, "OOMKilled"),
+        "{s:?}"
+    );
+    cri.stop_and_check();
+    drop(cg);
+}

@@ -25,6 +25,14 @@ pub(super) async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(Error::Other(format!("blocking task failed: {e}"))))
 }
 
+/// Whether `pid` names a live (not zombie) process.
+fn process_alive(pid: u32) -> bool {
+    pid != 0
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+}
+
 /// Reads a pid file runsc wrote.
 pub(super) fn read_pid(path: &Path) -> Result<i32> {
     let s = std::fs::read_to_string(path)
@@ -177,6 +185,17 @@ impl Service {
         });
     }
 
+    /// Whether the sandbox process of `c` has exited: the root container's
+    /// exit, or (for a member) that container's.
+    fn sandbox_gone(&self, c: &Container) -> bool {
+        if !c.sub {
+            return true;
+        }
+        self.containers()
+            .get(&c.sandbox_id)
+            .is_none_or(|root| root.init.exit().is_some() || !process_alive(root.init.pid()))
+    }
+
     /// Drains output, records the exit, publishes OOM (first) and exit.
     pub(super) async fn process_exited(&self, c: &Container, p: &Process, status: i32) {
         let mut status = u32::try_from(status).unwrap_or(255);
@@ -184,9 +203,13 @@ impl Service {
         // After the start's event, before the delete's.
         let _turn = p.event_turn().await;
         let oom = p.exec_id.is_empty()
-            && self
-                .ooms
-                .take(&c.sandbox_id, p.oom_baseline(), c.oom_kills(), status);
+            && self.ooms.take(
+                &c.sandbox_id,
+                p.oom_baseline(),
+                c.oom_kills(),
+                status,
+                self.sandbox_gone(c),
+            );
         if oom && status == 128 {
             status = 137;
         }
