@@ -125,13 +125,9 @@ impl Drop for CniNetwork {
                 .unwrap_or_default();
             for rule in rules.lines().filter(|r| r.starts_with("-A ")) {
                 if added.iter().any(|c| rule.contains(&format!("-j {c}"))) {
-                    let mut args = vec!["-t".to_string(), "nat".to_string()];
-                    args.extend(
-                        rule.replacen("-A ", "-D ", 1)
-                            .split_whitespace()
-                            .map(str::to_string),
-                    );
-                    let _ = Command::new("iptables").args(&args).output();
+                    // iptables -S quotes comments as a shell would: let sh split it.
+                    let delete = format!("iptables -t nat {}", rule.replacen("-A ", "-D ", 1));
+                    let _ = Command::new("sh").args(["-c", &delete]).output();
                 }
             }
             for c in &added {
