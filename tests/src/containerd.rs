@@ -15,7 +15,7 @@ use std::{
 
 use tempfile::TempDir;
 
-use crate::image;
+use crate::{cri::cri_config, image};
 
 /// Where shim sockets live (fixed by the shim protocol).
 pub const SOCKET_DIR: &str = "/run/containerd/s";
@@ -49,20 +49,6 @@ fn spawn_containerd(dir: &Path, path: &std::ffi::OsStr) -> Child {
         .spawn()
         .expect("spawn containerd")
 }
-
-/// containerd's CRI plugin with our shim as handler `runsc`: the pod
-/// networks come from `cni_conf_dir`, runsc state goes under the
-/// containerd's own directory.
-#[derive(Debug, Clone)]
-pub struct CriSetup {
-    /// Directory of CNI network configurations.
-    pub cni_conf_dir: PathBuf,
-    /// Extra text for the shim's `runsc.toml`.
-    pub runsc_toml: String,
-}
-
-/// The CRI plugin's (fixed) containerd namespace.
-pub const CRI_NAMESPACE: &str = "k8s.io";
 
 /// A namespace no other test (or earlier run) uses: runsc keeps its state
 /// under `/run/containerd/runsc/<namespace>`.
@@ -121,35 +107,6 @@ pub fn shim_dir() -> PathBuf {
         "containerd-shim-runsc-v1 not found near {}: build the shim first (`make build`) or set RUNSC_SHIM_DIR",
         exe.display()
     );
-}
-
-/// The CRI plugin's configuration: handler `runsc` (also the default) with
-/// our runtime options file, the pause image, CNI from `cni_conf_dir`.
-fn cri_config(runsc_toml: &Path, cni_conf_dir: &Path) -> String {
-    format!(
-        r#"[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{pause}"
-  # The host lacks CAP_SYS_RESOURCE: never ask for a lower OOM score.
-  restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    default_runtime_name = "runsc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc]
-      runtime_type = "io.containerd.runsc.v1"
-      # gVisor's mount hints reach the sandbox (and members) as annotations.
-      pod_annotations = ["dev.gvisor.*"]
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc.options]
-        TypeUrl = "io.containerd.runsc.v1.options"
-        ConfigPath = "{toml}"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{cni}"
-"#,
-        pause = image::PAUSE_REF,
-        toml = runsc_toml.display(),
-        cni = cni_conf_dir.display(),
-    )
 }
 
 fn pause_image() -> &'static Path {
@@ -488,63 +445,10 @@ impl Drop for Containerd {
     }
 }
 
-/// Pids whose command line (NUL-separated args joined by spaces) satisfies `f`.
-pub fn pids_matching(f: impl Fn(&str) -> bool) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(raw) = fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if f(&cmd) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// Mount points at or below `dir`.
-pub fn mounts_under(dir: &Path) -> Vec<String> {
-    let prefix = dir.to_string_lossy().into_owned();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
-        .filter(|m| m.starts_with(&prefix))
-        .collect()
-}
-
-/// Output helpers for assertions.
-pub trait OutputExt {
-    /// stdout as text.
-    fn out(&self) -> String;
-    /// stderr as text.
-    fn err(&self) -> String;
-    /// Exit code (-1 if killed by a signal).
-    fn code(&self) -> i32;
-}
-
-impl OutputExt for Output {
-    fn out(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-    fn err(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).into_owned()
-    }
-    fn code(&self) -> i32 {
-        self.status.code().unwrap_or(-1)
-    }
-}
+pub use crate::{
+    cri::{CriSetup, CRI_NAMESPACE},
+    host::{mounts_under, pids_matching, OutputExt},
+};
 
 /// The runtime name of our shim.
 pub const RUNTIME: &str = "io.containerd.runsc.v1";

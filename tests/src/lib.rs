@@ -4,6 +4,8 @@
 //! - [`image`]: an OCI image tarball built from busybox, for `ctr images import`.
 //! - [`containerd`]: a private containerd (own config, root, state and socket)
 //!   started per test run and stopped on drop; optionally with the CRI plugin.
+//! - [`cri`]: the CRI plugin's configuration for our shim.
+//! - [`host`]: processes and mounts on the host, for leak checks.
 //! - [`cni`]: a private CNI bridge network for CRI tests, removed on drop.
 //!
 //! Tests here need root, runsc and containerd (installed by `make deps`); they
@@ -13,4 +15,6 @@
 pub mod bundle;
 pub mod cni;
 pub mod containerd;
+pub mod cri;
+pub mod host;
 pub mod image;

@@ -1,0 +1,49 @@
+//! containerd's CRI plugin configured for our shim: handler `runsc`, the
+//! pause image, CNI from a test's own directory.
+
+use std::path::{Path, PathBuf};
+
+use crate::image;
+
+/// containerd's CRI plugin with our shim as handler `runsc`: the pod
+/// networks come from `cni_conf_dir`, runsc state goes under the
+/// containerd's own directory.
+#[derive(Debug, Clone)]
+pub struct CriSetup {
+    /// Directory of CNI network configurations.
+    pub cni_conf_dir: PathBuf,
+    /// Extra text for the shim's `runsc.toml`.
+    pub runsc_toml: String,
+}
+
+/// The CRI plugin's (fixed) containerd namespace.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+
+/// The CRI plugin's configuration: handler `runsc` (also the default) with
+/// our runtime options file, the pause image, CNI from `cni_conf_dir`.
+pub(crate) fn cri_config(runsc_toml: &Path, cni_conf_dir: &Path) -> String {
+    format!(
+        r#"[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  # The host lacks CAP_SYS_RESOURCE: never ask for a lower OOM score.
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runsc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc]
+      runtime_type = "io.containerd.runsc.v1"
+      # gVisor's mount hints reach the sandbox (and members) as annotations.
+      pod_annotations = ["dev.gvisor.*"]
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc.options]
+        TypeUrl = "io.containerd.runsc.v1.options"
+        ConfigPath = "{toml}"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{cni}"
+"#,
+        pause = image::PAUSE_REF,
+        toml = runsc_toml.display(),
+        cni = cni_conf_dir.display(),
+    )
+}
