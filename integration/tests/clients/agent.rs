@@ -1,0 +1,1 @@
+//! agent-sandbox containerd service workflows (to be written).

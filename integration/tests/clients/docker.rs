@@ -1,0 +1,1 @@
+//! Docker libcontainerd client sequence (to be written).
