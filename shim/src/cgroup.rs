@@ -1,19 +1,27 @@
-//! The sandbox's host cgroup: where Stats reads memory/CPU/pids, where Update
-//! applies limits when runsc has no `update` subcommand, and where OOM kills
-//! are detected (v1: eventfd on `memory.oom_control`; v2: `memory.events`).
-//! The host mode is probed, not guessed from flags (gvisor#11472).
+//! The sandbox's host cgroup, through `cgroups-rs`: where Stats reads memory,
+//! CPU and pids, where Update applies limits when runsc has no `update`
+//! subcommand, and where OOM kills are counted. The host mode is probed, not
+//! guessed from flags (gvisor#11472).
+//!
+//! `cgroups-rs` finds the hierarchies (mountinfo), the process's paths
+//! (`/proc/<pid>/cgroup`), and reads and writes every controller file. Two
+//! things stay here because it does not do them: counting v2 OOM kills
+//! (`memory.events`, which it does not parse) and the OCI-to-v2 conversions
+//! runc applies (memory+swap to swap alone, shares to weight), which it
+//! leaves to the caller. `containerd-shim`'s own `cgroup` module is not used:
+//! its v1 metrics leave CPU usage at zero and it panics on unparsable lines.
 
-use std::{
-    collections::HashMap,
-    fs,
-    path::{Path, PathBuf},
+use std::{collections::HashMap, fs, path::PathBuf};
+
+use cgroups_rs::fs::{
+    cgroup::get_cgroups_relative_paths_by_pid, cpu::CpuController, cpuacct::CpuAcctController,
+    cpuset::CpuSetController, hierarchies, memory::MemController, pid::PidController, Cgroup,
+    Controller, MaxValue,
 };
-
+use cgroups_rs::CgroupPid;
 use oci_spec::runtime::LinuxResources;
 
 use crate::error::{Error, Result};
-
-const ROOT: &str = "/sys/fs/cgroup";
 
 /// Host cgroup mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +34,7 @@ pub enum Mode {
 
 /// The probed host mode.
 pub fn mode() -> Mode {
-    if Path::new(ROOT).join("cgroup.controllers").exists() {
+    if hierarchies::is_cgroup2_unified_mode() {
         Mode::V2
     } else {
         Mode::V1
@@ -34,50 +42,29 @@ pub fn mode() -> Mode {
 }
 
 /// A process's cgroup on the host.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HostCgroup {
     mode: Mode,
-    /// v1: controller -> directory; v2: "" -> directory.
-    dirs: HashMap<String, PathBuf>,
+    cgroup: Cgroup,
 }
 
 impl HostCgroup {
     /// The cgroup of `pid` (the sandbox process).
     pub fn for_pid(pid: u32) -> Result<HostCgroup> {
-        let path = format!("/proc/{pid}/cgroup");
-        let text = fs::read_to_string(&path).map_err(|e| Error::os(format!("read {path}"), e))?;
-        Ok(Self::parse(mode(), &text))
-    }
-
-    fn parse(mode: Mode, text: &str) -> HostCgroup {
-        let mut dirs = HashMap::new();
-        for line in text.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (_, ctrls, rel) = match (parts.next(), parts.next(), parts.next()) {
-                (Some(a), Some(b), Some(c)) => (a, b, c),
-                _ => continue,
-            };
-            let rel = rel.trim_start_matches('/');
-            match mode {
-                Mode::V2 if ctrls.is_empty() => {
-                    dirs.insert(String::new(), Path::new(ROOT).join(rel));
-                }
-                Mode::V1 if !ctrls.is_empty() => {
-                    for c in ctrls.split(',') {
-                        let c = c.trim_start_matches("name=");
-                        let joined = Path::new(ROOT).join(ctrls);
-                        let base = if joined.exists() {
-                            joined
-                        } else {
-                            Path::new(ROOT).join(c)
-                        };
-                        dirs.insert(c.to_string(), base.join(rel));
-                    }
-                }
-                _ => {}
+        let what = || format!("read the cgroup of pid {pid}");
+        let paths = get_cgroups_relative_paths_by_pid(pid)
+            .map_err(|e| Error::Other(format!("{}: {e}", what())))?;
+        let mode = mode();
+        let cgroup = match mode {
+            Mode::V2 => {
+                let rel = paths.get("").ok_or_else(|| {
+                    Error::Other(format!("{}: no unified hierarchy entry", what()))
+                })?;
+                Cgroup::load(hierarchies::auto(), rel.trim_start_matches('/'))
             }
-        }
-        HostCgroup { mode, dirs }
+            Mode::V1 => Cgroup::load_with_relative_paths(hierarchies::auto(), ".", paths),
+        };
+        Ok(HostCgroup { mode, cgroup })
     }
 
     /// The host mode of this cgroup.
@@ -85,194 +72,145 @@ impl HostCgroup {
         self.mode
     }
 
-    /// Directory of `controller` (ignored on v2).
-    pub fn dir(&self, controller: &str) -> Option<&Path> {
-        match self.mode {
-            Mode::V1 => self.dirs.get(controller).map(PathBuf::as_path),
-            Mode::V2 => self.dirs.get("").map(PathBuf::as_path),
-        }
+    /// The memory controller (both modes).
+    pub fn memory(&self) -> Option<&MemController> {
+        self.cgroup.controller_of()
     }
 
-    /// Reads `<controller dir>/<file>` trimmed.
-    pub fn read(&self, controller: &str, file: &str) -> Option<String> {
-        let p = self.dir(controller)?.join(file);
-        fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+    /// The cpu controller: throttling (v1), every CPU figure (v2).
+    pub fn cpu(&self) -> Option<&CpuController> {
+        self.cgroup.controller_of()
     }
 
-    /// Reads a number; "max" counts as u64::MAX.
-    pub fn read_u64(&self, controller: &str, file: &str) -> Option<u64> {
-        let s = self.read(controller, file)?;
-        if s == "max" {
-            return Some(u64::MAX);
-        }
-        s.split_whitespace().next()?.parse().ok()
-    }
-
-    /// Parses a flat keyed file (`memory.stat`, `cpu.stat`, `memory.events`).
-    pub fn read_keyed(&self, controller: &str, file: &str) -> HashMap<String, u64> {
-        self.read(controller, file)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                Some((it.next()?.to_string(), it.next()?.parse().ok()?))
-            })
-            .collect()
-    }
-
-    fn write(&self, controller: &str, file: &str, value: &str) -> Result<()> {
-        let dir = self.dir(controller).ok_or_else(|| {
-            Error::FailedPrecondition(format!("sandbox has no {controller} cgroup"))
-        })?;
-        let p = dir.join(file);
-        fs::write(&p, value).map_err(|e| Error::os(format!("write {value} to {}", p.display()), e))
+    /// The cpuacct controller (v1 only).
+    pub fn cpuacct(&self) -> Option<&CpuAcctController> {
+        self.cgroup.controller_of()
     }
 
     /// Current pids and their limit (0 = unlimited), in either mode.
     pub fn pids(&self) -> (u64, u64) {
-        let current = self.read_u64("pids", "pids.current").unwrap_or(0);
-        let limit = match self.read_u64("pids", "pids.max") {
-            Some(u64::MAX) | None => 0,
-            Some(v) => v,
+        let Some(p) = self.cgroup.controller_of::<PidController>() else {
+            return (0, 0);
         };
-        (current, limit)
+        let limit = match p.get_pid_max() {
+            Ok(MaxValue::Value(v)) => u64::try_from(v).unwrap_or(0),
+            Ok(MaxValue::Max) | Err(_) => 0,
+        };
+        (p.get_pid_current().unwrap_or(0), limit)
     }
 
     /// How many times the kernel OOM-killed in this cgroup.
     pub fn oom_kills(&self) -> u64 {
+        let Some(m) = self.memory() else { return 0 };
         match self.mode {
-            Mode::V1 => self.read_keyed("memory", "memory.oom_control"),
-            Mode::V2 => self.read_keyed("", "memory.events"),
+            Mode::V1 => m.memory_stat().oom_control.oom_kill,
+            Mode::V2 => {
+                let events = fs::read_to_string(m.path().join("memory.events")).unwrap_or_default();
+                keyed(&events).get("oom_kill").copied().unwrap_or(0)
+            }
         }
-        .get("oom_kill")
-        .copied()
-        .unwrap_or(0)
     }
 
     /// Applies CPU, memory and pids limits (what `runsc update` would do).
     pub fn update(&self, r: &LinuxResources) -> Result<()> {
-        match self.mode {
-            Mode::V1 => self.update_v1(r),
-            Mode::V2 => self.update_v2(r),
-        }
-    }
-
-    fn update_v1(&self, r: &LinuxResources) -> Result<()> {
         if let Some(m) = r.memory() {
+            let mem = self.need::<MemController>("memory")?;
             if let Some(l) = m.limit() {
-                // With a swap limit set, memsw must stay >= limit: raise it first.
-                if let Some(s) = m.swap() {
-                    let _ = self.write("memory", "memory.memsw.limit_in_bytes", &s.to_string());
+                if self.mode == Mode::V1 {
+                    // memsw must stay >= limit: raise it first when both grow.
+                    if let Some(s) = m.swap() {
+                        let _ = mem.set_memswap_limit(s);
+                    }
                 }
-                self.write("memory", "memory.limit_in_bytes", &l.to_string())?;
+                mem.set_limit(l).map_err(|e| write_err("memory limit", l, e))?;
             }
             if let Some(s) = m.swap() {
-                self.write("memory", "memory.memsw.limit_in_bytes", &s.to_string())?;
+                let s = match (self.mode, m.limit()) {
+                    // OCI swap is memory+swap; v2 wants swap alone.
+                    (Mode::V2, Some(l)) if s >= 0 => (s - l).max(0),
+                    _ => s,
+                };
+                mem.set_memswap_limit(s)
+                    .map_err(|e| write_err("swap limit", s, e))?;
             }
             if let Some(res) = m.reservation() {
-                self.write("memory", "memory.soft_limit_in_bytes", &res.to_string())?;
+                mem.set_soft_limit(res)
+                    .map_err(|e| write_err("memory reservation", res, e))?;
             }
         }
         if let Some(c) = r.cpu() {
-            if let Some(s) = c.shares() {
-                self.write("cpu", "cpu.shares", &s.to_string())?;
+            if c.shares().is_some() || c.quota().is_some() || c.period().is_some() {
+                let cpu = self.need::<CpuController>("cpu")?;
+                if let Some(s) = c.shares() {
+                    let v = match self.mode {
+                        Mode::V1 => s,
+                        // The conversion runc uses from shares to weight.
+                        Mode::V2 => 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142,
+                    };
+                    cpu.set_shares(v).map_err(|e| write_err("cpu shares", v, e))?;
+                }
+                if c.quota().is_some() || c.period().is_some() {
+                    cpu.set_cfs_quota_and_period(c.quota(), c.period())
+                        .map_err(|e| write_err("cpu quota/period", format!("{c:?}"), e))?;
+                }
             }
-            if let Some(p) = c.period() {
-                self.write("cpu", "cpu.cfs_period_us", &p.to_string())?;
-            }
-            if let Some(q) = c.quota() {
-                self.write("cpu", "cpu.cfs_quota_us", &q.to_string())?;
-            }
-            if let Some(cpus) = c.cpus() {
-                self.write("cpuset", "cpuset.cpus", cpus)?;
-            }
-            if let Some(mems) = c.mems() {
-                self.write("cpuset", "cpuset.mems", mems)?;
+            if c.cpus().is_some() || c.mems().is_some() {
+                let set = self.need::<CpuSetController>("cpuset")?;
+                if let Some(cpus) = c.cpus() {
+                    set.set_cpus(cpus).map_err(|e| write_err("cpuset cpus", cpus, e))?;
+                }
+                if let Some(mems) = c.mems() {
+                    set.set_mems(mems).map_err(|e| write_err("cpuset mems", mems, e))?;
+                }
             }
         }
         if let Some(p) = r.pids() {
             let v = if p.limit() > 0 {
-                p.limit().to_string()
+                MaxValue::Value(p.limit())
             } else {
-                "max".into()
+                MaxValue::Max
             };
-            self.write("pids", "pids.max", &v)?;
+            self.need::<PidController>("pids")?
+                .set_pid_max(v)
+                .map_err(|e| write_err("pids limit", p.limit(), e))?;
         }
         Ok(())
     }
 
-    fn update_v2(&self, r: &LinuxResources) -> Result<()> {
-        let max = |v: i64| {
-            if v < 0 {
-                "max".to_string()
-            } else {
-                v.to_string()
-            }
-        };
-        if let Some(m) = r.memory() {
-            if let Some(l) = m.limit() {
-                self.write("", "memory.max", &max(l))?;
-            }
-            if let Some(res) = m.reservation() {
-                self.write("", "memory.low", &max(res))?;
-            }
-            if let (Some(s), Some(l)) = (m.swap(), m.limit()) {
-                // OCI swap is memory+swap; v2 wants swap alone.
-                let swap = if s < 0 { -1 } else { (s - l).max(0) };
-                self.write("", "memory.swap.max", &max(swap))?;
-            }
-        }
-        if let Some(c) = r.cpu() {
-            if c.quota().is_some() || c.period().is_some() {
-                let q = c.quota().map(max).unwrap_or_else(|| "max".into());
-                let p = c.period().unwrap_or(100_000);
-                self.write("", "cpu.max", &format!("{q} {p}"))?;
-            }
-            if let Some(s) = c.shares() {
-                // The conversion runc uses from shares to weight.
-                let w = 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142;
-                self.write("", "cpu.weight", &w.to_string())?;
-            }
-            if let Some(cpus) = c.cpus() {
-                self.write("", "cpuset.cpus", cpus)?;
-            }
-        }
-        if let Some(p) = r.pids() {
-            self.write("", "pids.max", &max(p.limit()))?;
-        }
-        Ok(())
+    fn need<T>(&self, name: &str) -> Result<&T>
+    where
+        T: cgroups_rs::fs::ControllIdentifier + Controller,
+        for<'a> &'a T: From<&'a cgroups_rs::fs::Subsystem>,
+    {
+        self.cgroup
+            .controller_of::<T>()
+            .ok_or_else(|| Error::FailedPrecondition(format!("sandbox has no {name} cgroup")))
     }
 }
 
-/// Moves `pid` into the cgroup at `path` (relative to each hierarchy's root).
+fn write_err(what: &str, value: impl std::fmt::Display, e: cgroups_rs::fs::error::Error) -> Error {
+    Error::Other(format!("set {what} to {value}: {e}"))
+}
+
+/// Parses a flat keyed file (`cpu.stat`, `memory.events`, `memory.stat`).
+pub fn keyed(text: &str) -> HashMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_string(), it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Moves `pid` into the cgroup at `path` (relative to each hierarchy's root),
+/// creating it where missing.
 pub fn add_pid(path: &str, pid: u32) -> Result<()> {
-    let rel = path.trim_start_matches('/');
-    let targets: Vec<PathBuf> = match mode() {
-        Mode::V2 => vec![Path::new(ROOT).join(rel)],
-        Mode::V1 => fs::read_dir(ROOT)
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-                    .map(|e| e.path().join(rel))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    };
-    let mut done = false;
-    for dir in targets {
-        if fs::create_dir_all(&dir).is_ok()
-            && fs::write(dir.join("cgroup.procs"), pid.to_string()).is_ok()
-        {
-            done = true;
-        }
-    }
-    if done {
-        Ok(())
-    } else {
-        Err(Error::Other(format!(
-            "no cgroup hierarchy accepted pid {pid} into {path}"
-        )))
-    }
+    let rel = PathBuf::from(path.trim_start_matches('/'));
+    let cgroup = Cgroup::load(hierarchies::auto(), &rel);
+    cgroup
+        .create()
+        .and_then(|()| cgroup.add_task_by_tgid(CgroupPid::from(u64::from(pid))))
+        .map_err(|e| Error::Other(format!("move pid {pid} into cgroup {path}: {e}")))
 }
 
 #[cfg(test)]
@@ -280,22 +218,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_v1_and_v2_proc_cgroup() {
-        let v1 = "12:memory:/default/c1\n4:pids:/default/c1\n1:name=systemd:/x\n";
-        let cg = HostCgroup::parse(Mode::V1, v1);
-        assert_eq!(
-            cg.dir("memory").unwrap(),
-            Path::new("/sys/fs/cgroup/memory/default/c1")
-        );
-        assert_eq!(
-            cg.dir("pids").unwrap(),
-            Path::new("/sys/fs/cgroup/pids/default/c1")
-        );
-        let v2 = "0::/kubepods/pod1/c1\n";
-        let cg = HostCgroup::parse(Mode::V2, v2);
-        assert_eq!(
-            cg.dir("memory").unwrap(),
-            Path::new("/sys/fs/cgroup/kubepods/pod1/c1")
-        );
+    fn keyed_files_skip_lines_that_are_not_pairs() {
+        let k = keyed("oom 1\noom_kill 3\ngarbage\nlow x\n");
+        assert_eq!(k.get("oom_kill"), Some(&3));
+        assert_eq!(k.get("oom"), Some(&1));
+        assert!(!k.contains_key("low") && !k.contains_key("garbage"));
+    }
+
+    #[test]
+    fn the_test_process_has_a_readable_cgroup() {
+        let cg = HostCgroup::for_pid(std::process::id()).unwrap();
+        assert_eq!(cg.mode(), mode());
+        // Our own memory cgroup charges at least this process.
+        let mem = cg.memory().unwrap().memory_stat();
+        assert!(mem.usage_in_bytes > 0, "{mem:?}");
     }
 }

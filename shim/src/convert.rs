@@ -8,7 +8,7 @@ use containerd_shim::protos::{
     protobuf::well_known_types::{any::Any, timestamp::Timestamp},
 };
 
-use crate::cgroup::{HostCgroup, Mode};
+use crate::cgroup::{keyed, HostCgroup, Mode};
 
 /// The current time as a protobuf timestamp.
 pub fn now() -> Timestamp {
@@ -72,62 +72,84 @@ fn metrics_v1(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>) -> v1::Metr
     let mut mem = v1::MemoryStat::new();
     let mut pids = v1::PidsStat::new();
     if let Some(cg) = cg {
-        usage.total = cg.read_u64("cpuacct", "cpuacct.usage").unwrap_or(0);
-        usage.per_cpu = cg
-            .read("cpuacct", "cpuacct.usage_percpu")
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        let st = cg.read_keyed("cpuacct", "cpuacct.stat");
-        // USER_HZ ticks to nanoseconds.
-        usage.user = st.get("user").copied().unwrap_or(0) * 10_000_000;
-        usage.kernel = st.get("system").copied().unwrap_or(0) * 10_000_000;
-        let th = cg.read_keyed("cpu", "cpu.stat");
-        let mut t = v1::Throttle::new();
-        t.periods = th.get("nr_periods").copied().unwrap_or(0);
-        t.throttled_periods = th.get("nr_throttled").copied().unwrap_or(0);
-        t.throttled_time = th.get("throttled_time").copied().unwrap_or(0);
-        cpu.throttling = Some(t).into();
-
-        let ms = cg.read_keyed("memory", "memory.stat");
-        let g = |k: &str| ms.get(k).copied().unwrap_or(0);
-        mem.cache = g("cache");
-        mem.rss = g("rss");
-        mem.rss_huge = g("rss_huge");
-        mem.mapped_file = g("mapped_file");
-        mem.dirty = g("dirty");
-        mem.writeback = g("writeback");
-        mem.pg_fault = g("pgfault");
-        mem.pg_maj_fault = g("pgmajfault");
-        mem.inactive_anon = g("inactive_anon");
-        mem.active_anon = g("active_anon");
-        mem.inactive_file = g("inactive_file");
-        mem.active_file = g("active_file");
-        mem.unevictable = g("unevictable");
-        mem.total_cache = g("total_cache");
-        mem.total_rss = g("total_rss");
-        mem.total_inactive_file = g("total_inactive_file");
-        let entry = |prefix: &str| {
-            let mut e = v1::MemoryEntry::new();
-            e.usage = cg
-                .read_u64("memory", &format!("{prefix}.usage_in_bytes"))
-                .unwrap_or(0);
-            e.limit = cg
-                .read_u64("memory", &format!("{prefix}.limit_in_bytes"))
-                .unwrap_or(0);
-            e.max = cg
-                .read_u64("memory", &format!("{prefix}.max_usage_in_bytes"))
-                .unwrap_or(0);
-            e.failcnt = cg
-                .read_u64("memory", &format!("{prefix}.failcnt"))
-                .unwrap_or(0);
-            e
-        };
-        mem.usage = Some(entry("memory")).into();
-        mem.swap = Some(entry("memory.memsw")).into();
-        mem.kernel = Some(entry("memory.kmem")).into();
-        mem.kernel_tcp = Some(entry("memory.kmem.tcp")).into();
+        if let Some(acct) = cg.cpuacct() {
+            let acct = acct.cpuacct();
+            usage.total = acct.usage;
+            usage.per_cpu = acct
+                .usage_percpu
+                .split_whitespace()
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            let st = keyed(&acct.stat);
+            // USER_HZ ticks to nanoseconds.
+            usage.user = st.get("user").copied().unwrap_or(0) * 10_000_000;
+            usage.kernel = st.get("system").copied().unwrap_or(0) * 10_000_000;
+        }
+        if let Some(c) = cg.cpu() {
+            let th = keyed(&c.cpu().stat);
+            let mut t = v1::Throttle::new();
+            t.periods = th.get("nr_periods").copied().unwrap_or(0);
+            t.throttled_periods = th.get("nr_throttled").copied().unwrap_or(0);
+            t.throttled_time = th.get("throttled_time").copied().unwrap_or(0);
+            cpu.throttling = Some(t).into();
+        }
+        if let Some(mc) = cg.memory() {
+            let m = mc.memory_stat();
+            let s = &m.stat;
+            mem.cache = s.cache;
+            mem.rss = s.rss;
+            mem.rss_huge = s.rss_huge;
+            mem.mapped_file = s.mapped_file;
+            mem.dirty = s.dirty;
+            mem.writeback = s.writeback;
+            mem.pg_fault = s.pgfault;
+            mem.pg_maj_fault = s.pgmajfault;
+            mem.inactive_anon = s.inactive_anon;
+            mem.active_anon = s.active_anon;
+            mem.inactive_file = s.inactive_file;
+            mem.active_file = s.active_file;
+            mem.unevictable = s.unevictable;
+            mem.total_cache = s.total_cache;
+            mem.total_rss = s.total_rss;
+            mem.total_inactive_file = s.total_inactive_file;
+            let entry = |usage, limit: i64, max, failcnt| {
+                let mut e = v1::MemoryEntry::new();
+                e.usage = usage;
+                e.limit = u64::try_from(limit).unwrap_or(u64::MAX);
+                e.max = max;
+                e.failcnt = failcnt;
+                e
+            };
+            let (sw, k, tcp) = (mc.memswap(), mc.kmem_stat(), mc.kmem_tcp_stat());
+            mem.usage = Some(entry(
+                m.usage_in_bytes,
+                m.limit_in_bytes,
+                m.max_usage_in_bytes,
+                m.fail_cnt,
+            ))
+            .into();
+            mem.swap = Some(entry(
+                sw.usage_in_bytes,
+                sw.limit_in_bytes,
+                sw.max_usage_in_bytes,
+                sw.fail_cnt,
+            ))
+            .into();
+            mem.kernel = Some(entry(
+                k.usage_in_bytes,
+                k.limit_in_bytes,
+                k.max_usage_in_bytes,
+                k.fail_cnt,
+            ))
+            .into();
+            mem.kernel_tcp = Some(entry(
+                tcp.usage_in_bytes,
+                tcp.limit_in_bytes,
+                tcp.max_usage_in_bytes,
+                tcp.fail_cnt,
+            ))
+            .into();
+        }
         (pids.current, pids.limit) = cg.pids();
     }
     if let Some(s) = stats {
@@ -157,25 +179,32 @@ fn metrics_v2(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>) -> v2::Metr
     let mut mem = v2::MemoryStat::new();
     let mut pids = v2::PidsStat::new();
     if let Some(cg) = cg {
-        let st = cg.read_keyed("", "cpu.stat");
-        let g = |k: &str| st.get(k).copied().unwrap_or(0);
-        cpu.usage_usec = g("usage_usec");
-        cpu.user_usec = g("user_usec");
-        cpu.system_usec = g("system_usec");
-        cpu.nr_periods = g("nr_periods");
-        cpu.nr_throttled = g("nr_throttled");
-        cpu.throttled_usec = g("throttled_usec");
-        let ms = cg.read_keyed("", "memory.stat");
-        let g = |k: &str| ms.get(k).copied().unwrap_or(0);
-        mem.anon = g("anon");
-        mem.file = g("file");
-        mem.slab = g("slab");
-        mem.sock = g("sock");
-        mem.shmem = g("shmem");
-        mem.usage = cg.read_u64("", "memory.current").unwrap_or(0);
-        mem.usage_limit = cg.read_u64("", "memory.max").unwrap_or(0);
-        mem.swap_usage = cg.read_u64("", "memory.swap.current").unwrap_or(0);
-        mem.swap_limit = cg.read_u64("", "memory.swap.max").unwrap_or(0);
+        if let Some(c) = cg.cpu() {
+            let st = keyed(&c.cpu().stat);
+            let g = |k: &str| st.get(k).copied().unwrap_or(0);
+            cpu.usage_usec = g("usage_usec");
+            cpu.user_usec = g("user_usec");
+            cpu.system_usec = g("system_usec");
+            cpu.nr_periods = g("nr_periods");
+            cpu.nr_throttled = g("nr_throttled");
+            cpu.throttled_usec = g("throttled_usec");
+        }
+        if let Some(mc) = cg.memory() {
+            let m = mc.memory_stat();
+            let g = |k: &str| m.stat.raw.get(k).copied().unwrap_or(0);
+            mem.anon = g("anon");
+            mem.file = g("file");
+            mem.slab = g("slab");
+            mem.sock = g("sock");
+            mem.shmem = g("shmem");
+            // "max" reads as -1: unlimited is u64::MAX, as containerd's Go shim reports.
+            let limit = |v: i64| u64::try_from(v).unwrap_or(u64::MAX);
+            mem.usage = m.usage_in_bytes;
+            mem.usage_limit = limit(m.limit_in_bytes);
+            let sw = mc.memswap();
+            mem.swap_usage = sw.usage_in_bytes;
+            mem.swap_limit = limit(sw.limit_in_bytes);
+        }
         (pids.current, pids.limit) = cg.pids();
     }
     if let Some(s) = stats {
