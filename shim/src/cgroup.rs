@@ -122,7 +122,8 @@ impl HostCgroup {
                         let _ = mem.set_memswap_limit(s);
                     }
                 }
-                mem.set_limit(l).map_err(|e| write_err("memory limit", l, e))?;
+                mem.set_limit(l)
+                    .map_err(|e| write_err("memory limit", l, e))?;
             }
             if let Some(s) = m.swap() {
                 let s = match (self.mode, m.limit()) {
@@ -147,7 +148,8 @@ impl HostCgroup {
                         // The conversion runc uses from shares to weight.
                         Mode::V2 => 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142,
                     };
-                    cpu.set_shares(v).map_err(|e| write_err("cpu shares", v, e))?;
+                    cpu.set_shares(v)
+                        .map_err(|e| write_err("cpu shares", v, e))?;
                 }
                 if c.quota().is_some() || c.period().is_some() {
                     cpu.set_cfs_quota_and_period(c.quota(), c.period())
@@ -157,10 +159,12 @@ impl HostCgroup {
             if c.cpus().is_some() || c.mems().is_some() {
                 let set = self.need::<CpuSetController>("cpuset")?;
                 if let Some(cpus) = c.cpus() {
-                    set.set_cpus(cpus).map_err(|e| write_err("cpuset cpus", cpus, e))?;
+                    set.set_cpus(cpus)
+                        .map_err(|e| write_err("cpuset cpus", cpus, e))?;
                 }
                 if let Some(mems) = c.mems() {
-                    set.set_mems(mems).map_err(|e| write_err("cpuset mems", mems, e))?;
+                    set.set_mems(mems)
+                        .map_err(|e| write_err("cpuset mems", mems, e))?;
                 }
             }
         }
