@@ -8,3 +8,4 @@
 
 mod agent;
 mod docker;
+mod support;

@@ -124,32 +124,36 @@ impl Service {
             .ps(&c.id)
             .await
             .map_err(|e| Error::runsc(format!("list processes of {}", c.id), e))?;
-        let execs: Vec<(Option<i32>, String)> = c
+        // (pid in the sandbox, exec id, pid Start and State report)
+        let execs: Vec<(Option<i32>, String, u32)> = c
             .execs()
             .values()
-            .map(|p| (p.internal_pid(), p.exec_id.clone()))
+            .map(|p| (p.internal_pid(), p.exec_id.clone(), p.pid()))
             .collect();
         // The init is the container's first process: the lowest pid that
-        // is not an exec's (runsc shows no parent for either). It is listed
-        // with the pid Create and State report.
+        // is not an exec's (runsc shows no parent for either). It and each
+        // exec are listed with the pid Create, Start and State report for
+        // them (as runc's are), so a client can match an entry to its
+        // process; other processes keep their pid in the sandbox.
         let init_internal = pids
             .iter()
             .copied()
-            .filter(|pid| !execs.iter().any(|(p, _)| *p == Some(*pid)))
+            .filter(|pid| !execs.iter().any(|(p, ..)| *p == Some(*pid)))
             .min();
         let processes = pids
             .into_iter()
             .map(|pid| {
-                let host_pid = if Some(pid) == init_internal && c.init.pid() != 0 {
-                    c.init.pid()
-                } else {
-                    pid as u32
+                let exec = execs.iter().find(|(p, ..)| *p == Some(pid));
+                let host_pid = match exec {
+                    Some((_, _, host)) if *host != 0 => *host,
+                    _ if Some(pid) == init_internal && c.init.pid() != 0 => c.init.pid(),
+                    _ => pid as u32,
                 };
                 let mut info = containerd_shim::protos::types::task::ProcessInfo {
                     pid: host_pid,
                     ..Default::default()
                 };
-                if let Some((_, exec_id)) = execs.iter().find(|(p, _)| *p == Some(pid)) {
+                if let Some((_, exec_id, _)) = exec {
                     let d = ProcessDetails {
                         exec_id: exec_id.clone(),
                         ..Default::default()

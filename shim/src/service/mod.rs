@@ -123,7 +123,8 @@ impl TaskService {
         }
     }
 
-    /// Waits (bounded) for background cleanups; called before the shim exits.
+    /// Waits (bounded) for background cleanups, then for the events still
+    /// queued for containerd; called before the shim exits.
     pub async fn finish_cleanups(&self) {
         let mut set =
             std::mem::take(&mut *self.svc.cleanups.lock().unwrap_or_else(|p| p.into_inner()));
@@ -134,6 +135,11 @@ impl TaskService {
         {
             log::warn!("runsc cleanups did not finish in 10s");
         }
+        // The last container's TaskDelete is often still on its way.
+        self.svc
+            .events
+            .flush(std::time::Duration::from_secs(5))
+            .await;
     }
 }
 

@@ -111,6 +111,66 @@ async fn pids_give_the_init_the_pid_create_reported() {
 }
 
 #[tokio::test]
+async fn pids_give_an_exec_the_pid_start_reported_and_its_id() {
+    use containerd_shim::protos::{protobuf::Message, shim::oci::ProcessDetails};
+    let h = Harness::new("").await;
+    let pid = h.create("p2").await.unwrap().pid;
+    h.start("p2", "").await.unwrap();
+    let spec = oci_spec::runtime::Spec::default()
+        .process()
+        .clone()
+        .unwrap();
+    let req = api::ExecProcessRequest {
+        id: "p2".into(),
+        exec_id: "x".into(),
+        spec: Some(
+            containerd_shim::protos::protobuf::well_known_types::any::Any {
+                value: serde_json::to_vec(&spec).unwrap(),
+                ..Default::default()
+            },
+        )
+        .into(),
+        ..Default::default()
+    };
+    h.svc.exec(&ctx(), req).await.unwrap();
+    let exec_pid = h.start("p2", "x").await.unwrap().pid;
+    let req = api::PidsRequest {
+        id: "p2".into(),
+        ..Default::default()
+    };
+    let pids: Vec<(u32, String)> = h
+        .svc
+        .pids(&ctx(), req)
+        .await
+        .unwrap()
+        .processes
+        .iter()
+        .map(|p| {
+            let exec_id = p.info.as_ref().map_or(String::new(), |a| {
+                ProcessDetails::parse_from_bytes(&a.value).unwrap().exec_id
+            });
+            (p.pid, exec_id)
+        })
+        .collect();
+    // runsc ps: 1 (init), 5 (a child), 9 (the exec, in the sandbox).
+    assert_eq!(
+        pids,
+        [
+            (pid, String::new()),
+            (5, String::new()),
+            (exec_pid, "x".into())
+        ]
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(exec_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    h.kill("p2", "", SIGKILL).await.unwrap();
+    h.wait("p2").await;
+    h.delete("p2").await.unwrap();
+}
+
+#[tokio::test]
 async fn an_exec_whose_pid_is_unknown_is_never_signalled_through_init() {
     let h = Harness::new("").await;
     h.set("no-internal-pid");

@@ -53,9 +53,10 @@ case "$verb" in
     if [ -f "$dir/exit-at-start" ]; then kill -9 "$(cat "$dir/$last.sandbox")"; sleep 0.3; fi;;
   kill) kill "-$last" "$(cat "$dir/$prev.sandbox")" 2>/dev/null || fail "sandbox is not running";;
   delete) kill -9 "$(cat "$dir/$last.sandbox" 2>/dev/null)" 2>/dev/null; rm -f "$dir/$last.sandbox";;
-  ps) echo '[1,5]';;
+  ps) if [ -f "$dir/exec-ran" ]; then echo '[1,5,9]'; else echo '[1,5]'; fi;;
   exec)
     [ -f "$dir/no-internal-pid" ] || echo 9 > "$ipidfile"
+    touch "$dir/exec-ran"
     echo $$ > "$pidfile"; exec sleep 1000;;
 esac
 exit 0
