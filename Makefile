@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PREFIX ?= /usr/local
+# Where `make install` puts config/runsc.toml if nothing is there yet (empty: nowhere).
+RUNSC_TOML ?= /etc/containerd/runsc.toml
 CARGO ?= cargo
 PROFILE ?= release
 SHIM := containerd-shim-runsc-v1
@@ -17,8 +19,15 @@ deps: ## Install system packages (containerd, runc, runsc, busybox, protoc); ide
 build: ## Build the shim (release)
 	$(CARGO) build --locked --profile $(PROFILE) -p containerd-shim-runsc
 
-install: build ## Install the shim into $(PREFIX)/bin
+install: build ## Install the shim into $(PREFIX)/bin, and config/runsc.toml as $(RUNSC_TOML) unless that exists
 	install -D -m 0755 target/$(PROFILE)/$(SHIM) $(DESTDIR)$(PREFIX)/bin/$(SHIM)
+	if [ -n "$(RUNSC_TOML)" ]; then \
+	  if [ -e "$(DESTDIR)$(RUNSC_TOML)" ]; then \
+	    echo "install: keeping the existing $(DESTDIR)$(RUNSC_TOML)"; \
+	  else \
+	    install -D -m 0644 config/runsc.toml "$(DESTDIR)$(RUNSC_TOML)"; \
+	  fi; \
+	fi
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check

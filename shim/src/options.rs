@@ -382,6 +382,32 @@ debug-log = "/var/log/runsc/%ID%/"
     }
 
     #[test]
+    fn the_documented_runsc_toml_sets_only_defaults() {
+        let text = include_str!("../../config/runsc.toml");
+        assert_eq!(
+            Options::from_toml(text, "config/runsc.toml").unwrap(),
+            Options::default()
+        );
+        // Every commented-out example is a key the shim takes.
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(kv)
+                    if kv.split_whitespace().nth(1) == Some("=")
+                        && kv.starts_with(|c: char| c.is_ascii_lowercase()) =>
+                {
+                    format!("{kv}\n")
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let o = Options::from_toml(&uncommented, "uncommented").unwrap();
+        assert_eq!(o.log_level, "debug");
+        assert_eq!(o.runsc_config["overlay2"], "root:self");
+        assert_eq!(o.runsc_timeouts["exec-detach"], 60_000);
+    }
+
+    #[test]
     fn bad_options_name_the_problem() {
         let cases = [
             ("bogus_key = 1", "bogus_key"),

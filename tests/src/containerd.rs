@@ -8,7 +8,6 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::OnceLock,
     thread,
     time::{Duration, Instant},
 };
@@ -30,16 +29,21 @@ pub struct Containerd {
     runsc_root: PathBuf,
     /// containerd's `PATH` (our shim's directory first).
     path: std::ffi::OsString,
+    /// The containerd binary (`containerd`: looked up on `PATH`).
+    program: PathBuf,
 }
 
+/// The gRPC socket's name in a private containerd's directory.
+pub(crate) const SOCKET_NAME: &str = "containerd.sock";
+
 /// Starts containerd with the configuration in `dir`, appending to its log.
-fn spawn_containerd(dir: &Path, path: &std::ffi::OsStr) -> Child {
+fn spawn_containerd(program: &Path, dir: &Path, path: &std::ffi::OsStr) -> Child {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("containerd.log"))
         .expect("log file");
-    Command::new("containerd")
+    Command::new(program)
         .arg("--config")
         .arg(dir.join("config.toml"))
         .env("PATH", path)
@@ -81,14 +85,6 @@ pub fn require_e2e() {
     }
 }
 
-fn which(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(bin))
-            .find(|p| p.is_file())
-    })
-}
-
 /// Directory holding the built `containerd-shim-runsc-v1` (`$RUNSC_SHIM_DIR`,
 /// else the cargo target directory of the running test binary).
 pub fn shim_dir() -> PathBuf {
@@ -109,24 +105,6 @@ pub fn shim_dir() -> PathBuf {
     );
 }
 
-fn pause_image() -> &'static Path {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("runsc-shim-image-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("image dir");
-        image::build_pause_image(&dir).expect("build pause image")
-    })
-}
-
-fn busybox_image() -> &'static Path {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("runsc-shim-image-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("image dir");
-        image::build_busybox_image(&dir).expect("build busybox image")
-    })
-}
-
 impl Containerd {
     /// Starts containerd with our shim's directory first on `PATH` and imports
     /// the busybox image as [`image::IMAGE_REF`].
@@ -143,7 +121,8 @@ impl Containerd {
     /// and default runtime `runsc`), with the busybox and pause images.
     pub fn start_cri(setup: &CriSetup) -> Containerd {
         let c = Self::launch(&[shim_dir()], Some(setup));
-        c.ctr_ok(&["images", "import", &pause_image().to_string_lossy()]);
+        let archive = image::pause_archive().to_string_lossy();
+        c.ctr_ok(&["images", "import", &archive]);
         c
     }
 
@@ -154,7 +133,7 @@ impl Containerd {
             .tempdir()
             .expect("tempdir");
         let d = dir.path();
-        let socket = d.join("containerd.sock");
+        let socket = d.join(SOCKET_NAME);
         let (plugins, namespace, runsc_root) = match cri {
             None => {
                 let ns = unique_namespace();
@@ -198,23 +177,40 @@ state = "{state}"
             state = d.join("state").display(),
             sock = socket.display(),
         );
-        fs::write(d.join("config.toml"), config).expect("write config");
+        let program = Path::new("containerd");
+        let c = Self::boot(dir, program, &config, namespace, runsc_root, path_dirs);
+        let archive = image::busybox_archive().to_string_lossy();
+        c.ctr_ok(&["images", "import", &archive]);
+        c
+    }
+
+    /// Starts `program` with `config` (written to `dir`/config.toml; its
+    /// gRPC socket must be `dir`/[`SOCKET_NAME`]), `path_dirs` first on its
+    /// `PATH`, and waits until it answers.
+    pub(crate) fn boot(
+        dir: TempDir,
+        program: &Path,
+        config: &str,
+        namespace: String,
+        runsc_root: PathBuf,
+        path_dirs: &[PathBuf],
+    ) -> Containerd {
+        fs::write(dir.path().join("config.toml"), config).expect("write config");
         let mut path = std::env::join_paths(path_dirs).expect("join PATH");
         if let Some(p) = std::env::var_os("PATH") {
             path.push(":");
             path.push(p);
         }
-        let child = spawn_containerd(d, &path);
         let c = Containerd {
+            child: Some(spawn_containerd(program, dir.path(), &path)),
+            socket: dir.path().join(SOCKET_NAME),
             dir,
-            child: Some(child),
-            socket,
             namespace,
             runsc_root,
             path,
+            program: program.to_path_buf(),
         };
         c.wait_ready();
-        c.ctr_ok(&["images", "import", &busybox_image().to_string_lossy()]);
         c
     }
 
@@ -229,7 +225,7 @@ state = "{state}"
             );
             let _ = child.wait();
         }
-        self.child = Some(spawn_containerd(self.dir.path(), &self.path));
+        self.child = Some(spawn_containerd(&self.program, self.dir.path(), &self.path));
         self.wait_ready();
     }
 
@@ -447,7 +443,7 @@ impl Drop for Containerd {
 
 pub use crate::{
     cri::{CriSetup, CRI_NAMESPACE},
-    host::{mounts_under, pids_matching, OutputExt},
+    host::{mounts_under, pids_matching, which, OutputExt},
 };
 
 /// The runtime name of our shim.

@@ -1,7 +1,11 @@
 //! Looking at the host: processes by command line, mounts under a
 //! directory, and what a command printed.
 
-use std::{fs, path::Path, process::Output};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Output,
+};
 
 /// Pids whose command line (NUL-separated args joined by spaces) satisfies `f`.
 pub fn pids_matching(f: impl Fn(&str) -> bool) -> Vec<i32> {
@@ -26,6 +30,15 @@ pub fn pids_matching(f: impl Fn(&str) -> bool) -> Vec<i32> {
         }
     }
     out
+}
+
+/// The first `bin` on the test's `PATH`.
+pub fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(bin))
+            .find(|p| p.is_file())
+    })
 }
 
 /// Mount points at or below `dir`.

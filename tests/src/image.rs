@@ -7,6 +7,7 @@ use std::{
     io::{self, Write},
     path::{Path, PathBuf},
     process::Command,
+    sync::OnceLock,
 };
 
 use sha2::{Digest, Sha256};
@@ -98,6 +99,25 @@ pub fn busybox() -> PathBuf {
         }
     }
     panic!("busybox not found: run `make deps` (apt-get install busybox-static)");
+}
+
+/// The busybox archive of this test process (built once, in a directory
+/// of the process's own under the temporary directory).
+pub fn busybox_archive() -> &'static Path {
+    static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
+    ARCHIVE.get_or_init(|| build_busybox_image(&process_dir()).expect("build busybox image"))
+}
+
+/// The pause archive of this test process (built once, like [`busybox_archive`]).
+pub fn pause_archive() -> &'static Path {
+    static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
+    ARCHIVE.get_or_init(|| build_pause_image(&process_dir()).expect("build pause image"))
+}
+
+fn process_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("runsc-shim-image-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("image dir");
+    dir
 }
 
 /// Builds the busybox OCI archive in `work` and returns its path.

@@ -5,6 +5,8 @@
 //! - [`containerd`]: a private containerd (own config, root, state and socket)
 //!   started per test run and stopped on drop; optionally with the CRI plugin.
 //! - [`cri`]: the CRI plugin's configuration for our shim.
+//! - [`configured`]: a private containerd of a given version with a given
+//!   configuration (documented config files under test).
 //! - [`host`]: processes and mounts on the host, for leak checks.
 //! - [`cni`]: a private CNI bridge network for CRI tests, removed on drop.
 //!
@@ -14,6 +16,7 @@
 
 pub mod bundle;
 pub mod cni;
+pub mod configured;
 pub mod containerd;
 pub mod cri;
 pub mod host;
