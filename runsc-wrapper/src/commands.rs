@@ -10,6 +10,7 @@ use std::{
 
 use oci_spec::runtime::{LinuxResources, Process};
 
+use crate::control::SignalTarget;
 use crate::{
     error::{Error, Result},
     exec::CallIo,
@@ -153,6 +154,17 @@ impl Runsc {
 
     /// `runsc kill [opts] <id> <sig>`.
     pub async fn kill(&self, id: &str, sig: i32, opts: KillOpts) -> Result<()> {
+        if let Some(sb) = self.sandbox(id).await {
+            let target = match (opts.all, opts.pid) {
+                (true, _) => SignalTarget::All,
+                (false, Some(pid)) => SignalTarget::Pid(pid),
+                (false, None) => SignalTarget::Init,
+            };
+            match sb.signal(sig, target).await {
+                Err(e) if self.falls_back(&e) => {}
+                r => return r,
+            }
+        }
         let mut args = with_id(opts.args(), id);
         args.push(sig.to_string());
         self.capture("kill", id, &args, None).await.map(drop)
@@ -168,6 +180,12 @@ impl Runsc {
 
     /// `runsc pause <id>`.
     pub async fn pause(&self, id: &str) -> Result<()> {
+        if let Some(sb) = self.sandbox(id).await {
+            match sb.set_paused(true).await {
+                Err(e) if self.falls_back(&e) => {}
+                r => return r,
+            }
+        }
         self.capture("pause", id, &[id.into()], None)
             .await
             .map(drop)
@@ -175,6 +193,12 @@ impl Runsc {
 
     /// `runsc resume <id>`.
     pub async fn resume(&self, id: &str) -> Result<()> {
+        if let Some(sb) = self.sandbox(id).await {
+            match sb.set_paused(false).await {
+                Err(e) if self.falls_back(&e) => {}
+                r => return r,
+            }
+        }
         self.capture("resume", id, &[id.into()], None)
             .await
             .map(drop)
@@ -182,6 +206,12 @@ impl Runsc {
 
     /// `runsc ps --format=json <id>`: pids *inside* the sandbox.
     pub async fn ps(&self, id: &str) -> Result<Vec<i32>> {
+        if let Some(sb) = self.sandbox(id).await {
+            match sb.processes().await {
+                Err(e) if self.falls_back(&e) => {}
+                r => return r.map(|ps| ps.into_iter().map(|p| p.pid).collect()),
+            }
+        }
         let args = ["--format=json".to_string(), id.to_string()];
         let out = self.capture("ps", id, &args, None).await?;
         Ok(out.parse::<Option<Vec<i32>>>()?.unwrap_or_default())
@@ -202,6 +232,12 @@ impl Runsc {
     /// `runsc events --stats <id>`: one `stats` event. (runsc 20221219
     /// panics with exit 2 on a created-but-not-started container.)
     pub async fn stats(&self, id: &str) -> Result<Stats> {
+        if let Some(sb) = self.sandbox(id).await {
+            match sb.stats().await {
+                Err(e) if self.falls_back(&e) => {}
+                r => return r,
+            }
+        }
         let args = ["--stats".to_string(), id.to_string()];
         let out = self.capture("events", id, &args, None).await?;
         let first = serde_json::Deserializer::from_slice(&out.stdout)
@@ -220,6 +256,20 @@ impl Runsc {
 
     /// `runsc wait [opts] <id>`: exit code or 128 + signal.
     pub async fn wait(&self, id: &str, opts: WaitOpts) -> Result<i32> {
+        // `--pid` counts in the container's PID namespace, which only the
+        // CLI translates.
+        if opts.pid.is_none() {
+            if let Some(sb) = self.sandbox(id).await {
+                let waited = match opts.rootpid {
+                    Some(pid) => sb.wait_pid(pid).await,
+                    None => sb.wait().await,
+                };
+                match waited {
+                    Err(e) if self.falls_back(&e) => {}
+                    r => return r.map(|w| w.code()),
+                }
+            }
+        }
         let out = self
             .capture("wait", id, &with_id(opts.args(), id), None)
             .await?;
@@ -291,23 +341,16 @@ impl Runsc {
     }
 
     /// `runsc --version`: the version token, e.g. `0.0~20221219.0`; asked
-    /// once per binary (path and modification time) in this process.
+    /// once per binary (path and modification time), cached on disk.
     pub async fn version(&self) -> Result<String> {
-        let key = binary_key(&self.command);
-        let cached = VERSION_CACHE
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned();
-        if let Some(v) = cached {
-            return Ok(v);
-        }
-        let v = self.ask_version().await?;
-        VERSION_CACHE
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, v.clone());
-        Ok(v)
+        self.per_binary(
+            "version",
+            &VERSION_CACHE,
+            |text| Some(text.trim().to_string()).filter(|v| !v.is_empty()),
+            |v| v.clone(),
+            self.ask_version(),
+        )
+        .await
     }
 
     async fn ask_version(&self) -> Result<String> {
@@ -335,29 +378,22 @@ impl Runsc {
 
 impl Runsc {
     /// The global flags this runsc binary knows (`runsc flags`), asked once
-    /// per binary (path and modification time) in this process.
+    /// per binary (path and modification time), cached on disk.
     pub async fn flags(&self) -> Result<Arc<BTreeSet<String>>> {
-        let key = binary_key(&self.command);
-        let cached = FLAGS_CACHE
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned();
-        if let Some(flags) = cached {
-            return Ok(flags);
-        }
-        let disk = self
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(disk_cache_name(&key)));
-        if let Some(flags) = disk.as_deref().and_then(read_flag_cache) {
-            let flags = Arc::new(flags);
-            FLAGS_CACHE
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, flags.clone());
-            return Ok(flags);
-        }
+        self.per_binary(
+            "flags",
+            &FLAGS_CACHE,
+            |text| {
+                let flags: BTreeSet<String> = text.lines().map(str::to_string).collect();
+                (!flags.is_empty()).then(|| Arc::new(flags))
+            },
+            |flags| flags.iter().map(|f| format!("{f}\n")).collect(),
+            self.ask_flags(),
+        )
+        .await
+    }
+
+    async fn ask_flags(&self) -> Result<Arc<BTreeSet<String>>> {
         let mut cmd = std::process::Command::new(&self.command);
         cmd.arg("flags");
         let deadline = self.timeouts.get("flags");
@@ -377,42 +413,72 @@ impl Runsc {
         if flags.is_empty() {
             return Err(out.parse_error(custom_parse_error("no flags listed")));
         }
-        if let Some(path) = &disk {
-            write_flag_cache(path, &flags);
-        }
-        let flags = Arc::new(flags);
-        FLAGS_CACHE
+        Ok(Arc::new(flags))
+    }
+
+    /// A fact about the binary, asked once: kept per binary in this process
+    /// and as text in the cache directory across processes (each pod's shim
+    /// is a process of its own, and every runsc call costs a Go start).
+    async fn per_binary<T: Clone>(
+        &self,
+        what: &str,
+        memory: &Mutex<HashMap<BinaryKey, T>>,
+        from_text: fn(&str) -> Option<T>,
+        to_text: fn(&T) -> String,
+        ask: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let key = binary_key(&self.command);
+        let remember = |v: &T| {
+            memory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), v.clone());
+        };
+        let cached = memory
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, flags.clone());
-        Ok(flags)
+            .get(&key)
+            .cloned();
+        if let Some(v) = cached {
+            return Ok(v);
+        }
+        let disk = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(disk_cache_name(what, &key)));
+        let stored = disk
+            .as_deref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|text| from_text(&text));
+        if let Some(v) = stored {
+            remember(&v);
+            return Ok(v);
+        }
+        let v = ask.await?;
+        if let Some(path) = &disk {
+            write_cache(path, &to_text(&v));
+        }
+        remember(&v);
+        Ok(v)
     }
 }
 
-/// The file a binary's flags are kept in across processes (each pod's
-/// shim is a process of its own; `runsc flags` costs a Go start).
-fn disk_cache_name(key: &BinaryKey) -> String {
+/// The file a binary's fact is kept in across processes.
+fn disk_cache_name(what: &str, key: &BinaryKey) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);
-    format!(".runsc-flags-{:016x}", h.finish())
+    format!(".runsc-{what}-{:016x}", h.finish())
 }
 
-fn read_flag_cache(path: &Path) -> Option<BTreeSet<String>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let flags: BTreeSet<String> = text.lines().map(str::to_string).collect();
-    (!flags.is_empty()).then_some(flags)
-}
-
-/// Writes the cache atomically; a failure only costs a later `runsc flags`.
-fn write_flag_cache(path: &Path, flags: &BTreeSet<String>) {
+/// Writes a cache file atomically; a failure only costs a later runsc call.
+fn write_cache(path: &Path, text: &str) {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let text: String = flags.iter().map(|f| format!("{f}\n")).collect();
     let written = std::fs::create_dir_all(path.parent().unwrap_or(Path::new("/")))
         .and_then(|()| std::fs::write(&tmp, text))
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
-        log::debug!("cannot cache runsc flags in {}: {e}", path.display());
+        log::debug!("cannot cache in {}: {e}", path.display());
         let _ = std::fs::remove_file(&tmp);
     }
 }

@@ -3,6 +3,8 @@
 
 use std::{io, path::PathBuf};
 
+use crate::control::ControlFailure;
+
 /// Result alias used throughout the crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -76,6 +78,17 @@ pub enum Error {
         /// The underlying error.
         #[source]
         source: io::Error,
+    },
+    /// A call to the sandbox's control server failed.
+    #[error("sandbox call {method}{}: {failure}", id_suffix(.id))]
+    Control {
+        /// The urpc method (or step, e.g. `open`).
+        method: String,
+        /// Container id the call was about.
+        id: String,
+        /// What went wrong.
+        #[source]
+        failure: ControlFailure,
     },
     /// runsc did not finish within its deadline; its process tree was killed.
     #[error(
@@ -160,6 +173,14 @@ impl Error {
     /// Whether runsc said the container does not exist (or its sandbox is
     /// gone, which a shim must treat the same way).
     pub fn is_not_found(&self) -> bool {
+        if let Error::Control {
+            failure: ControlFailure::Refused(m),
+            ..
+        } = self
+        {
+            // The sandbox's words for an id it does not know.
+            return m.starts_with("container \"") && m.ends_with("\" not found");
+        }
         if !matches!(self, Error::Command { .. }) {
             return false;
         }
@@ -171,12 +192,30 @@ impl Error {
 
     /// Whether the call overran its deadline.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. })
+        matches!(
+            self,
+            Error::Timeout { .. }
+                | Error::Control {
+                    failure: ControlFailure::Timeout(_),
+                    ..
+                }
+        )
     }
 
-    /// Whether runsc said the container's sandbox is not running.
+    /// Whether runsc (or the sandbox) said the container's sandbox or
+    /// process is not running.
     pub fn is_not_running(&self) -> bool {
-        self.command_says(NOT_RUNNING)
+        match self {
+            Error::Control {
+                failure: ControlFailure::Gone(_),
+                ..
+            } => true,
+            Error::Control {
+                failure: ControlFailure::Refused(m),
+                ..
+            } => m.contains("no such process") || m.contains("not started"),
+            _ => self.command_says(NOT_RUNNING),
+        }
     }
 
     fn command_says(&self, needles: &[&str]) -> bool {

@@ -78,6 +78,10 @@ pub struct Runsc {
     pub(crate) cache_dir: Option<PathBuf>,
     /// Whether this runsc has `update`; asked once, on first use.
     pub(crate) has_update: Arc<OnceCell<bool>>,
+    /// Direct sandbox calls or the CLI.
+    pub(crate) sandbox_control: crate::direct::SandboxControl,
+    /// Whether the direct path fell back, and its handshake.
+    pub(crate) direct: Arc<crate::direct::DirectState>,
 }
 
 impl Default for Runsc {
@@ -116,6 +120,8 @@ impl GlobalOpts {
                 timeouts: Timeouts::default(),
                 cache_dir: None,
                 has_update: Arc::new(OnceCell::new()),
+                sandbox_control: crate::direct::SandboxControl::default(),
+                direct: crate::direct::new_state(),
             },
         }
     }
@@ -199,6 +205,12 @@ impl GlobalOpts {
     /// The monitor that spawns runsc and reports its exits.
     pub fn monitor(mut self, monitor: Arc<dyn ProcessMonitor>) -> Self {
         self.inner.monitor = monitor;
+        self
+    }
+
+    /// Whether running sandboxes are called directly or through the CLI.
+    pub fn sandbox_control(mut self, control: crate::direct::SandboxControl) -> Self {
+        self.inner.sandbox_control = control;
         self
     }
 

@@ -17,6 +17,10 @@
 //!   whole process tree.
 //! - [`netns`]: [`NetnsCheck`], the narrow workaround for runsc's root
 //!   network namespace check on current kernels.
+//! - [`control`]: the direct client for a running sandbox's control socket
+//!   (exec, wait, signal, ps, stats, pause/resume without a runsc process).
+//! - `direct`: when [`Runsc`] calls the sandbox directly ([`SandboxControl`])
+//!   and when it falls back to the CLI.
 //! - [`monitor`]: the [`ProcessMonitor`] seam through which every child is
 //!   spawned and reaped, so a subreaping shim never loses an exit.
 //!
@@ -27,8 +31,11 @@
 #![deny(missing_docs)]
 
 mod commands;
+pub mod control;
 pub use commands::release_date;
 pub mod deadline;
+mod direct;
+pub use direct::SandboxControl;
 pub mod error;
 mod events;
 mod exec;

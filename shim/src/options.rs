@@ -44,6 +44,10 @@ pub struct Options {
     /// Deadline overrides per runsc verb, in milliseconds (0: none); see
     /// [`runsc::Timeouts`] for the verbs and defaults.
     pub runsc_timeouts: BTreeMap<String, u64>,
+    /// Calls on a running sandbox over its control socket (`direct`, the
+    /// default, falling back to the CLI for unknown runsc releases) or
+    /// always through the runsc CLI (`cli`).
+    pub sandbox_control: runsc::SandboxControl,
 }
 
 /// Global runsc flags the shim sets itself; a `[runsc_config]` entry for
@@ -64,6 +68,7 @@ impl Default for Options {
             enable_hibernate_server: false,
             runsc_config: BTreeMap::new(),
             runsc_timeouts: BTreeMap::new(),
+            sandbox_control: runsc::SandboxControl::default(),
         }
     }
 }
@@ -92,6 +97,7 @@ struct TomlOptions {
     enable_hibernate_server: bool,
     runsc_config: BTreeMap<String, FlagValue>,
     runsc_timeouts: BTreeMap<String, f64>,
+    sandbox_control: runsc::SandboxControl,
 }
 
 impl Default for TomlOptions {
@@ -109,6 +115,7 @@ impl Default for TomlOptions {
             enable_hibernate_server: false,
             runsc_config: BTreeMap::new(),
             runsc_timeouts: BTreeMap::new(),
+            sandbox_control: d.sandbox_control,
         }
     }
 }
@@ -171,6 +178,7 @@ impl Options {
             enable_hibernate_server: t.enable_hibernate_server,
             runsc_config,
             runsc_timeouts,
+            sandbox_control: t.sandbox_control,
         };
         if !o.log_level.is_empty() && o.log_level.parse::<log::LevelFilter>().is_err() {
             return Err(Error::InvalidArgument(format!(

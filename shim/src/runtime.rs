@@ -37,7 +37,23 @@ pub fn build_runsc(
         .config_map(flags)
         .timeouts(timeouts(options))
         .monitor(monitor)
+        .sandbox_control(sandbox_control(options))
         .build()
+}
+
+/// Environment override of `sandbox_control`, for comparing both paths on
+/// one configuration (tests, debugging).
+pub const SANDBOX_CONTROL_ENV: &str = "RUNSC_SHIM_SANDBOX_CONTROL";
+
+/// The configured sandbox control, unless the environment overrides it.
+pub fn sandbox_control(options: &Options) -> runsc::SandboxControl {
+    match std::env::var(SANDBOX_CONTROL_ENV) {
+        Ok(v) => v.parse().unwrap_or_else(|e| {
+            log::warn!("ignoring {SANDBOX_CONTROL_ENV}: {e}");
+            options.sandbox_control
+        }),
+        Err(_) => options.sandbox_control,
+    }
 }
 
 /// runsc's flag for its in-sandbox rootfs overlay (0.0~20230000 on).

@@ -8,6 +8,7 @@ use runsc::ExecOpts;
 use shim_io::RelayMode;
 
 use super::{
+    exec_direct::{self, Started},
     lifecycle::{read_pid, runtime_stdio},
     Service,
 };
@@ -90,13 +91,29 @@ impl Service {
         let mut spec = p.spec.clone().unwrap_or_default();
         spec.set_terminal(Some(p.stdio.terminal));
         drop_unknown_capabilities(&c.runsc, &c.id, &mut spec).await;
+        let mut stdio = runtime_stdio(&p.io);
+        if !p.stdio.terminal {
+            if let Some(sb) = c.runsc.sandbox(&c.id).await {
+                match exec_direct::start(&c.runsc, &sb, &c.id, &spec, stdio).await {
+                    Ok(Started::Direct(pid)) => {
+                        return Ok(self.direct_exec_started(&c, &p, sb, pid, turn).await);
+                    }
+                    Ok(Started::Fallback(s)) => stdio = s,
+                    Err(e) => {
+                        p.io.close().await;
+                        p.set_exited(128);
+                        return Err(e);
+                    }
+                }
+            }
+        }
         // runsc 0.0~20221219 sets up a console only for `exec --detach`;
         // without a terminal, attached is cheaper: the `runsc exec` child is
         // ours and exits with the process, saving the second runsc start
         // that `--detach` costs.
         let detach = p.stdio.terminal;
         let opts = ExecOpts {
-            stdio: runtime_stdio(&p.io),
+            stdio,
             pid_file: Some(pid_file.clone()),
             internal_pid_file: Some(internal_file.clone()),
             console_socket: p.io.console_socket(),
@@ -166,6 +183,49 @@ impl Service {
             pid,
             ..Default::default()
         })
+    }
+}
+
+impl Service {
+    /// Reports a direct exec started and waits for its exit in the sandbox.
+    async fn direct_exec_started(
+        self: Arc<Self>,
+        c: &Arc<Container>,
+        p: &Arc<Process>,
+        sb: runsc::control::Sandbox,
+        pid: i32,
+        turn: tokio::sync::MutexGuard<'_, ()>,
+    ) -> api::StartResponse {
+        let host_pid = u32::try_from(pid).unwrap_or_default();
+        p.set_pid(host_pid);
+        p.set_internal_pid(Some(pid));
+        if let Err(e) = p.io.started().await {
+            log::warn!("attach stdio id={} exec_id={}: {e}", c.id, p.exec_id);
+        }
+        self.events
+            .send(TaskExecStarted {
+                container_id: c.id.clone(),
+                exec_id: p.exec_id.clone(),
+                pid: host_pid,
+                ..Default::default()
+            })
+            .await;
+        drop(turn);
+        let (svc, c, p) = (self.clone(), c.clone(), p.clone());
+        tokio::spawn(async move {
+            let status = match sb.wait_pid(pid).await {
+                Ok(w) => w.code(),
+                Err(e) => {
+                    log::warn!("wait for exec id={} exec_id={}: {e}", c.id, p.exec_id);
+                    128
+                }
+            };
+            svc.process_exited(&c, &p, status).await;
+        });
+        api::StartResponse {
+            pid: host_pid,
+            ..Default::default()
+        }
     }
 }
 

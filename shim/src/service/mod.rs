@@ -19,6 +19,7 @@ mod checkpoint;
 mod control;
 mod create;
 mod exec;
+mod exec_direct;
 mod lifecycle;
 
 use std::{
