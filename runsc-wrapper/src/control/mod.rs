@@ -74,7 +74,7 @@ pub enum ControlFailure {
     Protocol(String),
     /// The socket could not be reached or broke: the sandbox is gone or
     /// going.
-    #[error("control socket: {0}")]
+    #[error("sandbox is not running (control socket: {0})")]
     Gone(std::io::Error),
     /// No answer within the deadline.
     #[error("no answer within {0:?}")]
