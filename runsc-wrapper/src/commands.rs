@@ -10,7 +10,7 @@ use std::{
 
 use oci_spec::runtime::{LinuxResources, Process};
 
-use crate::control::SignalTarget;
+use crate::control::{start::RootNetwork, SignalTarget};
 use crate::{
     error::{Error, Result},
     exec::CallIo,
@@ -57,7 +57,20 @@ impl Runsc {
     }
 
     /// `runsc start <id>`.
+    /// A root container created with `--network=none` or `host` is started
+    /// over the sandbox's control socket when it can be.
     pub async fn start(&self, id: &str, opts: StartOpts) -> Result<()> {
+        let network = RootNetwork::from_flag(self.config.get("network").map(String::as_str));
+        if let (Some(network), Some(sb)) = (network, self.sandbox(id).await) {
+            let deadline = self
+                .timeouts
+                .get("start")
+                .unwrap_or(std::time::Duration::from_secs(60));
+            match sb.start_root(network, deadline).await {
+                Err(e) if self.falls_back(&e) => {}
+                r => return r,
+            }
+        }
         let mut cmd = self.command_for("start", &with_id(opts.args(), id));
         opts.netns_check.apply(&mut cmd.0);
         self.execute(

@@ -124,7 +124,7 @@ impl Runsc {
                 true
             }
             Error::Control {
-                failure: ControlFailure::State(_),
+                failure: ControlFailure::State(_) | ControlFailure::Unsupported(_),
                 ..
             } => true,
             _ => false,

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod control;
+mod direct;
 mod events;
 mod exec;
 mod faults;

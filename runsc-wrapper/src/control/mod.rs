@@ -14,8 +14,10 @@
 //! - [`state`]: runsc's state file: the socket address, the owner, and the
 //!   `status` a direct pause or resume must record.
 //! - [`process`]: `ExecArgs` from an OCI process.
+//! - [`start`]: starting a root container whose network needs no host work.
 
 pub mod process;
+pub mod start;
 pub mod state;
 pub mod urpc;
 
@@ -82,6 +84,9 @@ pub enum ControlFailure {
     /// runsc's state file could not be read or updated.
     #[error("state file: {0}")]
     State(String),
+    /// This call needs what only the CLI does (e.g. hooks): use it.
+    #[error("left to the runsc CLI: {0}")]
+    Unsupported(String),
 }
 
 /// A Linux wait status, as the sandbox reports it.

@@ -89,10 +89,10 @@ pub fn parse(path: &Path, text: &str) -> Result<StateFile, String> {
 }
 
 /// Holds a container's flock while alive.
-struct Locked(fs::File);
+pub(super) struct Locked(fs::File);
 
 impl Locked {
-    fn take(state: &Path) -> std::io::Result<Locked> {
+    pub(super) fn take(state: &Path) -> std::io::Result<Locked> {
         use std::os::unix::fs::OpenOptionsExt;
         let lock = state.with_extension("lock");
         let f = fs::OpenOptions::new()
