@@ -3,8 +3,11 @@
 # Debian 12 user can have (fetched by scripts/versions.sh into a cache, never
 # installed): the whole e2e and CRI tiers with runsc 0.0~20240729 on the
 # system containerd, and a smoke subset on containerd 1.7 and 2.1 with
-# either runsc. The system pair (containerd 1.6, runsc 0.0~20221219) gets
-# the full tiers from `make integration`. Prints a table; fails if any did.
+# either runsc, plus the client tier (Docker's and an agent service's gRPC
+# sequences) on each. The system pair (containerd 1.6, runsc 0.0~20221219)
+# gets the full tiers from `make integration`, and here the e2e tier once
+# more with direct sandbox control forced off (every call through the runsc
+# CLI). Prints a table; fails if any did.
 #
 # Usage: scripts/matrix.sh SHIM_DIR
 set -euo pipefail
@@ -14,7 +17,7 @@ shim_dir=$(cd "$1" && pwd)
 declare -A dir
 while read -r name d; do dir[$name]=$d; done < <(./scripts/versions.sh)
 
-smoke=(run:: exec:: events::run_and_exec pod::two_containers snapshot:: network:: faults::ids_that_prefix)
+smoke=(run:: exec:: events::run_and_exec pod::two_containers snapshot:: network:: faults::ids_that_prefix direct::)
 results=()
 failed=0
 
@@ -30,13 +33,18 @@ run() {
   fi
 }
 
-run "containerd 1.6 + runsc 2024: e2e and CRI tiers" "${dir[runsc-2024]}:" \
-  --no-fail-fast --test e2e --test cri -- --test-threads=2
+run "containerd 1.6 + runsc 2024: e2e, CRI and client tiers" "${dir[runsc-2024]}:" \
+  --no-fail-fast --test e2e --test cri --test clients -- --test-threads=2
+# The tests that count runsc processes are about the direct path itself.
+RUNSC_SHIM_SANDBOX_CONTROL=cli run "containerd 1.6 + runsc 2022, sandbox control through the CLI: e2e and client tiers" "" \
+  --no-fail-fast --test e2e --test clients -- --test-threads=2 \
+  --skip direct::calls_on_a_running_sandbox --skip direct::a_pod_member_keeps_no_runsc
 for ct in containerd-1.7 containerd-2.1; do
   for rs in runsc-2022 runsc-2024; do
     path="${dir[$ct]}:"
     [ "$rs" = runsc-2024 ] && path="${dir[$ct]}:${dir[runsc-2024]}:"
     run "${ct/-/ } + ${rs/-/ }: e2e smoke" "$path" --test e2e -- --test-threads=2 "${smoke[@]}"
+    run "${ct/-/ } + ${rs/-/ }: client tier" "$path" --test clients -- --test-threads=2
   done
 done
 

@@ -124,6 +124,19 @@ impl Cri {
         let c = self.containerd.as_mut().unwrap();
         c.restart();
         self.client = connect(&self.rt, self.containerd.as_ref().unwrap());
+        // The CRI plugin answers "server is not initialized yet" until it
+        // has recovered its pods, which takes longer on a loaded machine.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let req = k8s_cri::v1::StatusRequest { verbose: false };
+            match self.rt.block_on(self.client.status(req)) {
+                Ok(_) => break,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("the CRI plugin never came back after a restart: {e}"),
+            }
+        }
     }
 
     /// The UID the pod named `name` gets.

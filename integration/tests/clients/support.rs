@@ -48,7 +48,7 @@ use prost::Message;
 use prost_types::Any;
 use tokio::{io::AsyncReadExt, sync::watch, task::JoinHandle};
 
-pub use test_support::containerd::{Containerd, RUNTIME};
+pub use test_support::containerd::{Containerd, OutputExt, RUNTIME};
 pub use test_support::image::IMAGE_REF;
 
 /// How long any wait in this tier may take before the test fails.
@@ -73,10 +73,23 @@ pub fn create_container(c: &Containerd, id: &str, extra: &[&str], cmd: &[&str]) 
     args.extend_from_slice(extra);
     args.push(IMAGE_REF);
     args.push(id);
-    // Without `--`, ctr 1.6 takes a `-c` of the command for its `--config`.
-    args.push("--");
+    // Without `--`, ctr 1.6 takes a `-c` of the command for its `--config`;
+    // later ctr versions stop at the id and would run `--` itself.
+    if ctr_reorders_flags(c) {
+        args.push("--");
+    }
     args.extend_from_slice(cmd);
     c.ctr_ok(&args);
+}
+
+/// Whether this `ctr` parses flags after positional arguments (1.6's
+/// urfave/cli v1 does; 1.7 and 2.x stop at the first argument).
+fn ctr_reorders_flags(c: &Containerd) -> bool {
+    static REORDERS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REORDERS.get_or_init(|| {
+        let v = c.ctr_ok(&["--version"]).out();
+        v.contains(" v1.6.") || v.contains(" 1.6.")
+    })
 }
 
 /// The stdio FIFOs of one process, made by the client in a directory of its
