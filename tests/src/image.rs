@@ -115,9 +115,24 @@ pub fn pause_archive() -> &'static Path {
 }
 
 fn process_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("runsc-shim-image-{}", std::process::id()));
-    fs::create_dir_all(&dir).expect("image dir");
-    dir
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = own_image_dir();
+        fs::create_dir_all(&dir).expect("image dir");
+        // Removed when the test process exits (the harness ends with exit()).
+        // SAFETY: registers a plain function without captured state.
+        unsafe { libc::atexit(remove_own_image_dir) };
+        dir
+    })
+    .clone()
+}
+
+fn own_image_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("runsc-shim-image-{}", std::process::id()))
+}
+
+extern "C" fn remove_own_image_dir() {
+    let _ = fs::remove_dir_all(own_image_dir());
 }
 
 /// Builds the busybox OCI archive in `work` and returns its path.
