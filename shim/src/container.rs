@@ -63,6 +63,18 @@ struct ProcState {
     status: Status,
     pid: u32,
     internal_pid: Option<i32>,
+    window: WindowChanges,
+}
+
+/// Who tells a terminal process its window changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowChanges {
+    /// The host kernel signals the pty's session leader (runsc's own exec
+    /// process, which forwards it) or there is no terminal.
+    Kernel,
+    /// Nobody on the host: the shim signals the foreground group of this
+    /// sandbox pid after each resize (an exec started over the socket).
+    Shim(i32),
 }
 
 /// An init or exec process.
@@ -106,6 +118,7 @@ impl Process {
                 status: Status::Created,
                 pid: 0,
                 internal_pid: None,
+                window: WindowChanges::Kernel,
             }),
             exit: watch::channel(None).0,
             events: tokio::sync::Mutex::new(()),
@@ -171,6 +184,16 @@ impl Process {
     /// Records the pid inside the sandbox.
     pub fn set_internal_pid(&self, pid: Option<i32>) {
         self.lock().internal_pid = pid;
+    }
+
+    /// Who signals window changes.
+    pub fn window_changes(&self) -> WindowChanges {
+        self.lock().window
+    }
+
+    /// Records who signals window changes.
+    pub fn set_window_changes(&self, w: WindowChanges) {
+        self.lock().window = w;
     }
 
     /// The recorded exit, if any.

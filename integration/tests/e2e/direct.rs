@@ -59,6 +59,19 @@ fn exercise(c: &Containerd, id: &str, cfg: &str) -> (String, i32, String) {
         "echo direct; exit 3",
     ]);
     let code = out.status.code().unwrap_or(-1);
+    // With a terminal (ctr resizes it after the start).
+    let tty = format!(
+        "stty cols 81 rows 21; ctr -a {} -n {} tasks exec -t --exec-id t1 {id} sh -c 'sleep 0.5; stty size; exit 5'",
+        c.socket().display(),
+        c.namespace(),
+    );
+    let t = Command::new("script")
+        .args(["-qec", &tty, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(t.out().contains("21 81"), "{}", t.out());
+    assert_eq!(t.status.code(), Some(5));
     let ps = c.ctr_ok(&["tasks", "ps", id]).out();
     assert!(ps.lines().count() >= 2, "{ps}");
     c.ctr_ok(&["tasks", "pause", id]);

@@ -6,8 +6,10 @@ use containerd_shim::{api, protos::shim::oci::ProcessDetails};
 use runsc::{DeleteOpts, KillOpts};
 
 use super::Service;
+use runsc::control::SignalTarget;
+
 use crate::{
-    container::Status,
+    container::{Status, WindowChanges},
     convert,
     error::{Error, Result},
     events::{TaskPaused, TaskResumed},
@@ -187,6 +189,18 @@ impl Service {
         }
         p.io.resize(req.width, req.height)
             .map_err(|e| Error::io(format!("resize pty of {}", p.name()), e))?;
+        if let WindowChanges::Shim(pid) = p.window_changes() {
+            // No host process holds this pty as its terminal: tell the
+            // sandbox, as runsc's exec process would have.
+            tokio::spawn(async move {
+                if let Some(sb) = c.runsc.sandbox(&c.id).await {
+                    let sig = libc::SIGWINCH;
+                    if let Err(e) = sb.signal(sig, SignalTarget::ForegroundOf(pid)).await {
+                        log::debug!("SIGWINCH to exec pid {pid} in {}: {e}", c.id);
+                    }
+                }
+            });
+        }
         Ok(api::Empty::new())
     }
 

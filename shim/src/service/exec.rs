@@ -13,7 +13,7 @@ use super::{
     Service,
 };
 use crate::{
-    container::{Container, Process, Status, StdioPaths},
+    container::{Container, Process, Status, StdioPaths, WindowChanges},
     error::{validate_id, Error, Result},
     events::{TaskExecAdded, TaskExecStarted},
 };
@@ -92,6 +92,22 @@ impl Service {
         spec.set_terminal(Some(p.stdio.terminal));
         drop_unknown_capabilities(&c.runsc, &c.id, &mut spec).await;
         let mut stdio = runtime_stdio(&p.io);
+        if let (true, Some(socket)) = (p.stdio.terminal, p.io.console_socket()) {
+            if let Some(sb) = c.runsc.sandbox(&c.id).await {
+                match exec_direct::start_terminal(&c.runsc, &sb, &c.id, &spec, &socket).await {
+                    Ok(Some(pid)) => {
+                        p.set_window_changes(WindowChanges::Shim(pid));
+                        return Ok(self.direct_exec_started(&c, &p, sb, pid, turn).await);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        p.io.close().await;
+                        p.set_exited(128);
+                        return Err(e);
+                    }
+                }
+            }
+        }
         if !p.stdio.terminal {
             if let Some(sb) = c.runsc.sandbox(&c.id).await {
                 match exec_direct::start(&c.runsc, &sb, &c.id, &spec, stdio).await {
