@@ -191,3 +191,53 @@ fn only_the_two_known_releases_have_a_dialect() {
     );
     assert_eq!(Dialect::for_version("0.0~20230101.0"), None);
 }
+
+/// A runsc whose `--version` is 0.0~20240729 and whose `ps` prints `[1,5]`.
+fn fake_cli(dir: &Path) -> crate::Runsc {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("fake-runsc");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$*\" in *--version*) echo 'runsc version 0.0~20240729.0';; *ps*) echo '[1,5]';; esac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    crate::GlobalOpts::new().command(&script).root(dir).build()
+}
+
+#[tokio::test]
+async fn a_socket_that_answers_garbage_sends_calls_through_the_cli_with_the_same_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fake(dir.path(), vec!["\u{0}\u{1}garbage{"]);
+    let runsc = fake_cli(dir.path());
+    assert!(runsc.direct_enabled());
+    assert_eq!(runsc.ps("c1").await.unwrap(), vec![1, 5]);
+    assert!(
+        !runsc.direct_enabled(),
+        "the mismatch turns the direct path off"
+    );
+    // Later calls go straight to the CLI: the server is not asked again.
+    assert_eq!(runsc.ps("c1").await.unwrap(), vec![1, 5]);
+    let seen = server.join().unwrap();
+    assert!(seen[0].0.contains("ContainerRuntimeState"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn the_same_calls_go_over_the_socket_when_it_speaks_the_dialect() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fake(
+        dir.path(),
+        vec![
+            r#"{"success":true,"err":"","result":2}"#,
+            r#"{"success":true,"err":"","result":[{"pid":1,"ppid":0,"cmd":"sleep"},{"pid":5,"ppid":0,"cmd":"sh"}]}"#,
+        ],
+    );
+    let runsc = fake_cli(dir.path());
+    assert_eq!(runsc.ps("c1").await.unwrap(), vec![1, 5]);
+    assert!(runsc.direct_enabled());
+    let seen = server.join().unwrap();
+    assert_eq!(
+        seen[1].0,
+        r#"{"method":"containerManager.Processes","arg":"c1"}"#
+    );
+}
