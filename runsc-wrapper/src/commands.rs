@@ -340,13 +340,7 @@ impl Runsc {
     pub async fn supports_update(&self) -> Result<bool> {
         self.has_update
             .get_or_try_init(|| async {
-                let mut cmd = std::process::Command::new(&self.command);
-                cmd.args(["help", "update"]);
-                let call = (cmd, CallLog::None);
-                let deadline = self.timeouts.get("help");
-                let out = self
-                    .execute("help", "", call, CallIo::Capture(None), deadline)
-                    .await?;
+                let out = self.ask_binary("help", &["help", "update"]).await?;
                 Ok::<bool, Error>(out.status == 0)
             })
             .await
@@ -366,20 +360,23 @@ impl Runsc {
         .await
     }
 
-    async fn ask_version(&self) -> Result<String> {
+    /// A question about the binary itself (no `--root`, no `--log`).
+    async fn ask_binary(&self, verb: &str, args: &[&str]) -> Result<crate::exec::Outcome> {
         let mut cmd = std::process::Command::new(&self.command);
-        cmd.arg("--version");
-        let deadline = self.timeouts.get("version");
-        let out = self
-            .execute(
-                "version",
-                "",
-                (cmd, CallLog::None),
-                CallIo::Capture(None),
-                deadline,
-            )
-            .await?
-            .check()?;
+        cmd.args(args);
+        let deadline = self.timeouts.get(verb);
+        self.execute(
+            verb,
+            "",
+            (cmd, CallLog::None),
+            CallIo::Capture(None),
+            deadline,
+        )
+        .await
+    }
+
+    async fn ask_version(&self) -> Result<String> {
+        let out = self.ask_binary("version", &["--version"]).await?.check()?;
         let text = out.stdout_text();
         let first = text.lines().next().unwrap_or_default().trim();
         Ok(first
@@ -407,19 +404,7 @@ impl Runsc {
     }
 
     async fn ask_flags(&self) -> Result<Arc<BTreeSet<String>>> {
-        let mut cmd = std::process::Command::new(&self.command);
-        cmd.arg("flags");
-        let deadline = self.timeouts.get("flags");
-        let out = self
-            .execute(
-                "flags",
-                "",
-                (cmd, CallLog::None),
-                CallIo::Capture(None),
-                deadline,
-            )
-            .await?
-            .check()?;
+        let out = self.ask_binary("flags", &["flags"]).await?.check()?;
         // Go's flag usage: one `  -name [type]` line per flag, help below.
         let text = String::from_utf8_lossy(&out.stdout).into_owned() + &out.stderr;
         let flags: BTreeSet<String> = parse_flag_names(&text);

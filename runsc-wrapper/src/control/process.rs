@@ -6,7 +6,7 @@ use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
 use serde::Serialize;
 
 /// Capability names by number, as the kernel (and gVisor) number them.
-const CAPABILITIES: [&str; 41] = [
+pub const CAPABILITIES: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",

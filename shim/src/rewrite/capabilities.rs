@@ -9,46 +9,9 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 /// Capabilities every runsc release knows (Linux's 0 to 37).
-const BASE_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-];
+fn base_capabilities() -> &'static [&'static str] {
+    &runsc::control::process::CAPABILITIES[..38]
+}
 
 /// Added to runsc's capability table on 2023-02-17 (gVisor commit
 /// bd9010d4): releases from 2023-02-20 on know them.
@@ -67,7 +30,7 @@ const SETS: &[&str] = &[
 /// Whether a runsc released on `release` (yyyymmdd; None = unknown, the
 /// oldest table) knows capability `name`.
 pub fn runsc_knows_capability(name: &str, release: Option<u32>) -> bool {
-    BASE_CAPABILITIES.contains(&name)
+    base_capabilities().contains(&name)
         || (CAPABILITIES_2023.contains(&name)
             && release.is_some_and(|d| d >= CAPABILITIES_2023_FROM))
 }
@@ -130,7 +93,7 @@ mod tests {
     use super::*;
 
     fn privileged() -> Value {
-        let all: Vec<&str> = BASE_CAPABILITIES
+        let all: Vec<&str> = base_capabilities()
             .iter()
             .chain(CAPABILITIES_2023)
             .copied()
@@ -156,7 +119,7 @@ mod tests {
         let bounding = spec["process"]["capabilities"]["bounding"]
             .as_array()
             .unwrap();
-        assert_eq!(bounding.len(), BASE_CAPABILITIES.len());
+        assert_eq!(bounding.len(), base_capabilities().len());
         assert_eq!(
             spec["process"]["capabilities"]["inheritable"],
             json!(["CAP_KILL"])
