@@ -9,6 +9,7 @@
 //!   configuration (documented config files under test).
 //! - [`host`]: processes and mounts on the host, for leak checks.
 //! - [`cni`]: a private CNI bridge network for CRI tests, removed on drop.
+//! - [`netns`]: a network namespace with a veth pair, removed on drop.
 //!
 //! Tests here need root, runsc and containerd (installed by `make deps`); they
 //! fail loudly rather than skip when something is missing.
@@ -21,3 +22,4 @@ pub mod containerd;
 pub mod cri;
 pub mod host;
 pub mod image;
+pub mod netns;

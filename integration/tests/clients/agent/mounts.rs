@@ -7,78 +7,14 @@
 use std::{os::unix::fs::MetadataExt, process::Command, time::Duration};
 
 use integration::cri::{http_get, serve_http_script};
+use test_support::netns::TestNetns;
 
 use super::{unique, Agent};
 use crate::support::{create_container, rt, Containerd};
 
-/// A network namespace with one veth pair; removed (with the pair) on drop.
-struct TestNetns {
-    name: String,
-    /// The address inside the namespace.
-    inner: String,
-}
-
-impl TestNetns {
-    fn new(tag: u32) -> TestNetns {
-        let pid = std::process::id();
-        let name = format!("agentns{pid}-{tag}");
-        let (host_if, ns_if) = (
-            format!("va{}{tag}", pid % 100_000),
-            format!("vb{}{tag}", pid % 100_000),
-        );
-        // 10.214.<pid>.<4 tag>/30: private, and apart from the e2e tier's.
-        let base = format!("10.214.{}", pid % 250);
-        let (outer, inner) = (
-            format!("{base}.{}", 4 * tag + 1),
-            format!("{base}.{}", 4 * tag + 2),
-        );
-        let n = TestNetns {
-            name: name.clone(),
-            inner: inner.clone(),
-        };
-        for args in [
-            vec!["netns", "add", &name],
-            vec![
-                "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
-            ],
-            vec!["link", "set", &ns_if, "netns", &name],
-            vec!["addr", "add", &format!("{outer}/30"), "dev", &host_if],
-            vec!["link", "set", &host_if, "up"],
-            vec![
-                "-n",
-                &name,
-                "addr",
-                "add",
-                &format!("{inner}/30"),
-                "dev",
-                &ns_if,
-            ],
-            vec!["-n", &name, "link", "set", &ns_if, "up"],
-            vec!["-n", &name, "link", "set", "lo", "up"],
-        ] {
-            let st = Command::new("ip").args(&args).status().unwrap();
-            assert!(st.success(), "ip {args:?}");
-        }
-        n
-    }
-
-    fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.name)
-    }
-}
-
-impl Drop for TestNetns {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes the veth pair with it.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
 #[test]
 fn a_network_namespace_made_for_the_test_is_the_tasks() {
-    let ns = TestNetns::new(1);
+    let ns = TestNetns::new("agentns", "10.214", ["va", "vb"], 1);
     let c = Containerd::start();
     let id = unique("agent-net");
     let with_ns = format!("network:{}", ns.path());
