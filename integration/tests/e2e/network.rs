@@ -2,7 +2,6 @@
 //! for the test (a veth pair on a private /30), and the host's network.
 //! Traffic goes only to that namespace and to loopback.
 
-
 use integration::cri::{http_get, serve_http_script};
 use test_support::netns::TestNetns;
 
