@@ -50,8 +50,14 @@ demo: deps build ## Private containerd + our shim + busybox under gVisor
 demo-pod: deps build ## A CRI pod under gVisor serving HTTP on its pod IP (CNI bridge)
 	./scripts/demo.sh target/$(PROFILE) demo_pod
 
-bench: deps build ## Compare our shim with Go's runc shim driving runsc and bare runsc
-	$(CARGO) run --locked --release -p integration --bin bench -- --iterations $(BENCH_ITERS) --shim-dir target/$(PROFILE)
+bench: deps build ## Compare our shim with Go's runc shim driving runsc and bare runsc, on the system runsc and runsc 0.0~20240729
+	$(CARGO) run --locked --release -p integration --bin bench -- --iterations $(BENCH_ITERS) --shim-dir target/$(PROFILE) --out target/bench-results.json
+	dir=$$(./scripts/versions.sh | awk '$$1 == "runsc-2024" {print $$2}') || dir=""; \
+	if [ -n "$$dir" ]; then \
+	  $(CARGO) run --locked --release -p integration --bin bench -- --iterations $(BENCH_ITERS) --shim-dir target/$(PROFILE) --runsc-dir "$$dir" --out target/bench-results-runsc-2024.json; \
+	else \
+	  echo "bench: runsc 0.0~20240729 not available (scripts/versions.sh failed): skipped"; \
+	fi
 
 bench-smoke: build ## One-iteration benchmark run so the harness cannot rot
 	$(CARGO) run --locked --release -p integration --bin bench -- --iterations 1 --shim-dir target/$(PROFILE) --out target/bench-smoke.json

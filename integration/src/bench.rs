@@ -1,9 +1,13 @@
-//! Benchmark bookkeeping for `make bench`: samples, medians, memory readings
-//! and the report (markdown and JSON).
+//! Benchmark bookkeeping for `make bench`: settings, samples, medians and
+//! memory readings; [`procs`] reads the process table, [`scenarios`] runs
+//! the non-timing scenarios and [`report`] prints the results (markdown and
+//! JSON).
 
-use std::collections::BTreeMap;
+pub mod procs;
+pub mod report;
+pub mod scenarios;
 
-use serde_json::json;
+pub use report::Report;
 
 /// Command-line settings.
 #[derive(Debug, Default)]
@@ -16,10 +20,16 @@ pub struct Config {
     pub shim_dir: Option<std::path::PathBuf>,
     /// JSON output file.
     pub out: Option<std::path::PathBuf>,
+    /// A directory put first on `PATH` so its `runsc` is the one every
+    /// configuration runs.
+    pub runsc_dir: Option<std::path::PathBuf>,
+    /// Metrics calls timed per shim (1000; 100 in a 1-iteration run).
+    pub metrics_calls: usize,
 }
 
 impl Config {
-    /// Parses `--iterations N --warmup N --shim-dir D --out F`.
+    /// Parses `--iterations N --warmup N --shim-dir D --out F --runsc-dir D
+    /// --metrics-calls N`.
     pub fn from_args() -> Config {
         let mut c = Config {
             iterations: 20,
@@ -35,12 +45,17 @@ impl Config {
                 "--warmup" => c.warmup = v.parse().unwrap_or(2),
                 "--shim-dir" => c.shim_dir = Some(v.into()),
                 "--out" => c.out = Some(v.into()),
+                "--runsc-dir" => c.runsc_dir = Some(v.into()),
+                "--metrics-calls" => c.metrics_calls = v.parse().unwrap_or(1000).max(1),
                 other => eprintln!("bench: ignoring unknown argument {other}"),
             }
             i += 2;
         }
         if c.iterations == 1 {
             c.warmup = 0;
+        }
+        if c.metrics_calls == 0 {
+            c.metrics_calls = if c.iterations == 1 { 100 } else { 1000 };
         }
         c
     }
@@ -139,137 +154,6 @@ impl Mem {
             anon: field(&status, "RssAnon:"),
             pss: field(&rollup, "Pss:"),
         })
-    }
-}
-
-/// Everything one run measured.
-pub struct Report {
-    /// Iterations per scenario.
-    pub iterations: usize,
-    /// Load before.
-    pub load_before: f64,
-    /// Load after.
-    pub load_after: f64,
-    /// Timed scenarios: [ours, Go shim, bare runsc].
-    pub results: BTreeMap<&'static str, [Stats; 3]>,
-    /// Shim memory, one container per shim: [ours, Go].
-    pub mem_single: [Vec<Mem>; 2],
-    /// Shim memory with a 5-container pod added: [ours, Go].
-    pub mem_pod: [Vec<Mem>; 2],
-    /// 20 concurrent starts: (wall ms, failures) per round, [ours, Go].
-    pub concurrent: [Vec<(f64, usize)>; 2],
-    /// runsc invocations of one `ctr run --rm /bin/true` through our shim.
-    pub runsc_calls_per_lifecycle: usize,
-}
-
-fn ratio(a: f64, b: f64) -> String {
-    if a > 0.0 && b > 0.0 {
-        format!("{:.2}x", a / b)
-    } else {
-        "n/a".into()
-    }
-}
-
-fn cell(s: &Stats) -> String {
-    let f = if s.failures > 0 {
-        format!(" ({} failed)", s.failures)
-    } else {
-        String::new()
-    };
-    format!("{:.1} ({:.1}-{:.1}){f}", s.median, s.min, s.max)
-}
-
-impl Report {
-    /// The markdown table.
-    pub fn markdown(&self) -> String {
-        let mut o = format!(
-            "## runsc-shim benchmark ({} iterations, load {:.2} -> {:.2})\n\n| scenario | ours | Go shim + runsc | bare runsc | ours/Go | ours/bare |\n|---|---|---|---|---|---|\n",
-            self.iterations, self.load_before, self.load_after
-        );
-        for (name, [a, b, c]) in &self.results {
-            o += &format!(
-                "| {name} | {} | {} | {} | {} | {} |\n",
-                cell(a),
-                cell(b),
-                cell(c),
-                ratio(a.median, b.median),
-                ratio(a.median, c.median)
-            );
-        }
-        let conc: Vec<Stats> = self
-            .concurrent
-            .iter()
-            .map(|v| {
-                let s: Vec<Sample> = v
-                    .iter()
-                    .map(|(ms, f)| Sample {
-                        ms: *ms,
-                        ok: *f == 0,
-                    })
-                    .collect();
-                Stats::of(&s)
-            })
-            .collect();
-        if let [a, b] = conc.as_slice() {
-            o += &format!(
-                "| 20 concurrent ctr run --rm (ms) | {} | {} | - | {} | - |\n",
-                cell(a),
-                cell(b),
-                ratio(a.median, b.median)
-            );
-        }
-        let mem = |v: &Vec<Mem>| {
-            let total: u64 = v.iter().map(|m| m.rss).sum();
-            let mut rss: Vec<u64> = v.iter().map(|m| m.rss).collect();
-            rss.sort_unstable();
-            let med = rss.get(rss.len() / 2).copied().unwrap_or(0);
-            let anon = v.iter().map(|m| m.anon).max().unwrap_or(0);
-            let pss = v.iter().map(|m| m.pss).max().unwrap_or(0);
-            (v.len(), med, anon, pss, total)
-        };
-        let (n0, m0, a0, p0, _) = mem(&self.mem_single[0]);
-        let (n1, m1, a1, p1, _) = mem(&self.mem_single[1]);
-        o += &format!(
-            "| shim memory, 1 container (kB VmRSS median / RssAnon / Pss) | {m0} / {a0} / {p0} ({n0} shims) | {m1} / {a1} / {p1} ({n1} shims) | - | {} | - |\n",
-            ratio(m0 as f64, m1 as f64)
-        );
-        let (n0, _, _, _, t0) = mem(&self.mem_pod[0]);
-        let (n1, _, _, _, t1) = mem(&self.mem_pod[1]);
-        o += &format!(
-            "| shim memory, 1 container + a 5-container pod (Go: 6 containers) (kB VmRSS total) | {t0} ({n0} shims) | {t1} ({n1} shims) | - | {} | - |\n",
-            ratio(t0 as f64, t1 as f64)
-        );
-        o += &format!("\nrunsc invocations per `ctr run --rm /bin/true` lifecycle through our shim (including containerd's `shim delete`): {}\n", self.runsc_calls_per_lifecycle);
-        o
-    }
-
-    /// The JSON document.
-    pub fn json(&self) -> String {
-        let stats = |s: &Stats| json!({"median_ms": s.median, "min_ms": s.min, "max_ms": s.max, "failures": s.failures});
-        let mems = |v: &Vec<Mem>| {
-            v.iter().map(|m| json!({"pid": m.pid, "vmrss_kb": m.rss, "rss_anon_kb": m.anon, "pss_kb": m.pss})).collect::<Vec<_>>()
-        };
-        let results: serde_json::Map<String, serde_json::Value> = self
-            .results
-            .iter()
-            .map(|(k, [a, b, c])| {
-                (
-                    k.to_string(),
-                    json!({"ours": stats(a), "go_shim": stats(b), "bare_runsc": stats(c)}),
-                )
-            })
-            .collect();
-        let v = json!({
-            "iterations": self.iterations,
-            "loadavg_before": self.load_before,
-            "loadavg_after": self.load_after,
-            "results": results,
-            "memory_single": {"ours": mems(&self.mem_single[0]), "go_shim": mems(&self.mem_single[1])},
-            "memory_with_pod": {"ours": mems(&self.mem_pod[0]), "go_shim": mems(&self.mem_pod[1])},
-            "concurrent_20": {"ours": self.concurrent[0], "go_shim": self.concurrent[1]},
-            "runsc_calls_per_lifecycle": self.runsc_calls_per_lifecycle,
-        });
-        serde_json::to_string_pretty(&v).unwrap_or_default()
     }
 }
 

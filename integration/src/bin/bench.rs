@@ -1,8 +1,10 @@
 //! `make bench`: our shim against containerd's Go shim driving runsc (through
 //! `--runc-binary`, with the same `--network=none`) and bare `runsc`, all in
 //! one run, interleaved, on the same machine. Prints a markdown table of
-//! medians and ratios and writes JSON. It judges nothing: targets are read
-//! off the table.
+//! medians and ratios, the issue-11 targets beside what was measured, and
+//! writes JSON. It judges nothing: targets are read off the table.
+//! `--runsc-dir DIR` puts DIR first on `PATH`, so every configuration runs
+//! its `runsc`.
 
 use std::{
     collections::BTreeMap,
@@ -12,10 +14,16 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
-use integration::bench::{self, Config, Sample, Stats};
+use integration::bench::{
+    self,
+    procs::Cpu,
+    report::{EXEC, START},
+    scenarios::{self, ctr_run as go_run},
+    Config, Sample, Stats,
+};
 use test_support::{
     containerd::{pids_matching, Containerd, OutputExt, RUNTIME},
     image::{write_busybox_rootfs, IMAGE_REF},
@@ -26,6 +34,22 @@ fn main() {
     if let Some(d) = &cfg.shim_dir {
         std::env::set_var("RUNSC_SHIM_DIR", d);
     }
+    if let Some(d) = &cfg.runsc_dir {
+        let mut path = std::ffi::OsString::from(d.as_os_str());
+        path.push(":");
+        path.push(std::env::var_os("PATH").unwrap_or_default());
+        std::env::set_var("PATH", path);
+    }
+    let runsc_version = Command::new("runsc")
+        .arg("--version")
+        .output()
+        .map(|o| o.out())
+        .unwrap_or_default()
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or("?")
+        .to_string();
+    eprintln!("bench: runsc {runsc_version}");
     let load_before = bench::loadavg();
     let work = tempfile::Builder::new()
         .prefix("bench-")
@@ -61,19 +85,26 @@ fn main() {
             }
         }
     }
-    results.insert(
-        "start: ctr run --rm /bin/true (ms)",
-        s.map(|v| Stats::of(&v)),
-    );
+    results.insert(START, s.map(|v| Stats::of(&v)));
 
     eprintln!("bench: exec");
     ours.run_detached("oexecbox", &ours_rt, &["sleep", "100000"]);
     go_run(&go, &go_rt, "gexecbox", &["sleep", "100000"], "-d");
     bare.run_detached("bexecbox", &["sleep", "100000"]);
+    // CPU of the execs: the shims' own and reaped children's (ms), and
+    // bare `runsc exec` as the benchmark's own reaped child.
+    let shims = [(&ours, "oexecbox"), (&go, "gexecbox")].map(|(c, id)| {
+        scenarios::shim_of(c, id)
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    });
+    let cpu_before = shims.clone().map(|p| Cpu::of(&p).unwrap_or_default());
+    let mut bare_cpu = Cpu::default();
     let mut s: [Vec<Sample>; 3] = Default::default();
     for i in 0..n + cfg.warmup {
         for &k in &bench::rotation(i) {
             let eid = format!("e{i}");
+            let me = Cpu::of("self").unwrap_or_default();
             let t = match k {
                 0 => time_ok(|| {
                     ours.ctr(&["tasks", "exec", "--exec-id", &eid, "oexecbox", "/bin/true"])
@@ -87,37 +118,48 @@ fn main() {
                 }),
                 _ => time_ok(|| bare.exec("bexecbox", &["/bin/true"])),
             };
+            if k == 2 {
+                let d = me.since(Cpu::of("self").unwrap_or_default());
+                bare_cpu.children += d.children;
+            }
             if i >= cfg.warmup {
                 s[k].push(t);
             }
         }
     }
-    results.insert(
-        "exec: ctr task exec /bin/true (ms)",
-        s.map(|v| Stats::of(&v)),
-    );
+    results.insert(EXEC, s.map(|v| Stats::of(&v)));
+    let execs = (n + cfg.warmup) as f64;
+    let per_exec = |k: usize| {
+        let d = cpu_before[k].since(Cpu::of(&shims[k]).unwrap_or_default());
+        Cpu {
+            own: d.own / execs,
+            children: d.children / execs,
+        }
+    };
+    let exec_cpu = [
+        per_exec(0),
+        per_exec(1),
+        Cpu {
+            own: 0.0,
+            children: bare_cpu.children / execs,
+        },
+    ];
 
-    // memory: one container per shim, then a pod of five in one shim.
+    eprintln!("bench: {} Metrics calls per shim", cfg.metrics_calls);
+    let metrics = [
+        scenarios::metrics_cpu(&ours, "oexecbox", cfg.metrics_calls),
+        scenarios::metrics_cpu(&go, "gexecbox", cfg.metrics_calls),
+    ];
+
+    // memory: one container per shim, then a pod (ours) or the same six
+    // containers apart (Go).
     let mem_single = [
         shim_memory(&ours, "containerd-shim-runsc-v1"),
         shim_memory(&go, "containerd-shim-runc-v2"),
     ];
-    eprintln!("bench: memory");
-    for j in 0..5 {
-        let annos = pod_annotations("opod", j);
-        let mut a: Vec<&str> = ours_rt.clone();
-        a.extend(annos.iter().map(String::as_str));
-        go_run(&ours, &a, &format!("opod{j}"), &["sleep", "100000"], "-d");
-        // containerd's runc shim cannot run a runsc pod (its `runsc start`
-        // waits on pipes the sub-container's gofer keeps open): five
-        // separate containers, one shim each, are its equivalent.
-        go_run(&go, &go_rt, &format!("gpod{j}"), &["sleep", "100000"], "-d");
-    }
-    thread::sleep(Duration::from_secs(2));
-    let mem_pod = [
-        shim_memory(&ours, "containerd-shim-runsc-v1"),
-        shim_memory(&go, "containerd-shim-runc-v2"),
-    ];
+    eprintln!("bench: pod memory");
+    let pod_ours = scenarios::pod_ours(&ours, &ours_rt, "opod");
+    let pod_go = scenarios::pod_separate(&go, &go_rt, "gpod");
 
     eprintln!("bench: stdout");
     let mut s: [Vec<Sample>; 3] = Default::default();
@@ -192,17 +234,22 @@ fn main() {
         }
     }
 
-    let calls = count_runsc_calls(&ours, work.path());
+    eprintln!("bench: runsc invocations");
+    let runsc_calls = scenarios::count_runsc_calls(&ours, work.path());
     let load_after = bench::loadavg();
     let report = bench::Report {
+        runsc_version,
         iterations: n,
         load_before,
         load_after,
         results,
         mem_single,
-        mem_pod,
+        pod_ours,
+        pod_go,
         concurrent: conc,
-        runsc_calls_per_lifecycle: calls,
+        exec_cpu,
+        metrics,
+        runsc_calls,
     };
     println!("{}", report.markdown());
     if let Some(out) = &cfg.out {
@@ -217,26 +264,6 @@ fn main() {
 
 /// Id prefixes per configuration: runsc sandbox ids are host-global.
 const PREFIX: [&str; 3] = ["o", "g", "b"];
-
-/// CRI annotations making `<pod>0` the sandbox and `<pod>1..` its members.
-fn pod_annotations(pod: &str, j: usize) -> Vec<String> {
-    let kind = if j == 0 { "sandbox" } else { "container" };
-    vec![
-        "--annotation".into(),
-        format!("io.kubernetes.cri.container-type={kind}"),
-        "--annotation".into(),
-        format!("io.kubernetes.cri.sandbox-id={pod}0"),
-    ]
-}
-
-fn go_run(c: &Containerd, rt: &[&str], id: &str, cmd: &[&str], mode: &str) -> bool {
-    let mut a = vec!["run", mode];
-    a.extend_from_slice(rt);
-    a.push(IMAGE_REF);
-    a.push(id);
-    a.extend_from_slice(cmd);
-    c.ctr(&a).status.success()
-}
 
 fn time_ok(f: impl FnOnce() -> bool) -> Sample {
     let t0 = Instant::now();
@@ -275,36 +302,6 @@ fn shim_memory(c: &Containerd, binary: &str) -> Vec<bench::Mem> {
         .into_iter()
         .filter_map(bench::Mem::of)
         .collect()
-}
-
-/// Runs one lifecycle with a runsc wrapper that logs each call.
-fn count_runsc_calls(c: &Containerd, work: &Path) -> usize {
-    let log = work.join("runsc-calls.log");
-    let counter = work.join("runsc-counting");
-    fs::write(
-        &counter,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> {}\nexec runsc \"$@\"\n",
-            log.display()
-        ),
-    )
-    .expect("counter");
-    fs::set_permissions(&counter, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let cfg = work.join("count.toml");
-    fs::write(&cfg, format!("binary_name = \"{}\"\n", counter.display())).expect("cfg");
-    let out = c.run(
-        "countme",
-        &["--runtime-config-path", cfg.to_str().unwrap_or_default()],
-        &["/bin/true"],
-    );
-    if !out.status.success() {
-        eprintln!("counting run failed: {}", out.err());
-    }
-    // containerd runs `shim delete` after the shim exits.
-    thread::sleep(Duration::from_secs(1));
-    fs::read_to_string(&log)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
 }
 
 /// Bare runsc with bundles built like the test image.
