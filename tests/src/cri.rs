@@ -47,3 +47,27 @@ pub(crate) fn cri_config(runsc_toml: &Path, cni_conf_dir: &Path) -> String {
         cni = cni_conf_dir.display(),
     )
 }
+
+/// A container's place in a pod, as the CRI plugin annotates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodRole {
+    /// The pod's sandbox (pause) container.
+    Sandbox,
+    /// A container of the pod.
+    Member,
+}
+
+/// `ctr` arguments giving a container the CRI plugin's pod annotations:
+/// `role` in the pod whose sandbox is `sandbox_id`.
+pub fn pod_annotation_args(role: PodRole, sandbox_id: &str) -> Vec<String> {
+    let kind = match role {
+        PodRole::Sandbox => "sandbox",
+        PodRole::Member => "container",
+    };
+    vec![
+        "--annotation".into(),
+        format!("io.kubernetes.cri.container-type={kind}"),
+        "--annotation".into(),
+        format!("io.kubernetes.cri.sandbox-id={sandbox_id}"),
+    ]
+}

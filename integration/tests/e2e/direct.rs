@@ -5,6 +5,8 @@
 
 use std::{fs, os::unix::fs::PermissionsExt, path::Path, process::Command};
 
+use test_support::cri::{pod_annotation_args, PodRole};
+
 use crate::{Containerd, OutputExt};
 
 /// A `runsc` that logs its argv to `log` and runs the real one; with
@@ -140,15 +142,10 @@ fn a_runsc_of_unknown_version_gets_the_same_results_through_the_cli() {
 #[test]
 fn a_pod_member_keeps_no_runsc_process() {
     let c = Containerd::start();
-    let ann = |kind: &str| {
-        vec![
-            "--annotation".to_string(),
-            format!("io.kubernetes.cri.container-type={kind}"),
-            "--annotation".to_string(),
-            "io.kubernetes.cri.sandbox-id=podd".to_string(),
-        ]
-    };
-    let (sb, member) = (ann("sandbox"), ann("container"));
+    let (sb, member) = (
+        pod_annotation_args(PodRole::Sandbox, "podd"),
+        pod_annotation_args(PodRole::Member, "podd"),
+    );
     let sb: Vec<&str> = sb.iter().map(String::as_str).collect();
     let member: Vec<&str> = member.iter().map(String::as_str).collect();
     c.run_detached("podd", &sb, &["sleep", "1000"]);

@@ -13,6 +13,8 @@ use containerd_client::{
 };
 use prost_types::Any;
 
+use test_support::cri::{pod_annotation_args, PodRole};
+
 use crate::{Containerd, OutputExt};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -80,15 +82,10 @@ fn update_memory_limit_reaches_sandbox_cgroup() {
 #[test]
 fn a_pod_members_update_never_touches_the_pods_cgroup() {
     let c = Containerd::start();
-    let ann = |kind: &str| {
-        [
-            "--annotation".to_string(),
-            format!("io.kubernetes.cri.container-type={kind}"),
-            "--annotation".to_string(),
-            "io.kubernetes.cri.sandbox-id=podu".to_string(),
-        ]
-    };
-    let (sb, member) = (ann("sandbox"), ann("container"));
+    let (sb, member) = (
+        pod_annotation_args(PodRole::Sandbox, "podu"),
+        pod_annotation_args(PodRole::Member, "podu"),
+    );
     let sb: Vec<&str> = sb.iter().map(String::as_str).collect();
     let member: Vec<&str> = member.iter().map(String::as_str).collect();
     c.run_detached("podu", &sb, &["sleep", "1000"]);

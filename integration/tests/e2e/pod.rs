@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use test_support::cri::{pod_annotation_args, PodRole};
+
 use crate::{Containerd, OutputExt};
 
 #[test]
@@ -103,15 +105,7 @@ fn a_pod_member_with_a_terminal() {
 #[test]
 fn members_sharing_the_pods_pid_namespace_see_the_sandbox_as_pid_1() {
     let c = Containerd::start();
-    let ann = |kind: &str| {
-        vec![
-            "--annotation".to_string(),
-            format!("io.kubernetes.cri.container-type={kind}"),
-            "--annotation".to_string(),
-            "io.kubernetes.cri.sandbox-id=podp".to_string(),
-        ]
-    };
-    let sb = ann("sandbox");
+    let sb = pod_annotation_args(PodRole::Sandbox, "podp");
     let sb: Vec<&str> = sb.iter().map(String::as_str).collect();
     c.run_detached("podp", &sb, &["sleep", "1000"]);
     let ls = c.ctr_ok(&["tasks", "ls"]).out();
@@ -122,7 +116,7 @@ fn members_sharing_the_pods_pid_namespace_see_the_sandbox_as_pid_1() {
         .unwrap()
         .to_string();
     // As CRI asks for shareProcessNamespace: the pause process's namespace.
-    let mut member = ann("container");
+    let mut member = pod_annotation_args(PodRole::Member, "podp");
     member.extend(["--with-ns".into(), format!("pid:/proc/{pid}/ns/pid")]);
     let member: Vec<&str> = member.iter().map(String::as_str).collect();
     let out = c.run(
@@ -146,20 +140,15 @@ fn a_pods_dev_shm_is_one_tmpfs_inside_the_sandbox() {
         "type=bind,src={},dst=/dev/shm,options=rbind:rw",
         shm.display()
     );
-    let ann = |kind: &str| {
-        vec![
-            "--annotation".to_string(),
-            format!("io.kubernetes.cri.container-type={kind}"),
-            "--annotation".to_string(),
-            "io.kubernetes.cri.sandbox-id=pods".to_string(),
-            "--mount".to_string(),
-            mount.clone(),
-        ]
+    let ann = |role| {
+        let mut args = pod_annotation_args(role, "pods");
+        args.extend(["--mount".to_string(), mount.clone()]);
+        args
     };
-    let sb = ann("sandbox");
+    let sb = ann(PodRole::Sandbox);
     let sb: Vec<&str> = sb.iter().map(String::as_str).collect();
     c.run_detached("pods", &sb, &["sleep", "1000"]);
-    let member = ann("container");
+    let member = ann(PodRole::Member);
     let member: Vec<&str> = member.iter().map(String::as_str).collect();
     let out = c.run("apps", &member, &["sh", "-c", "echo shared > /dev/shm/x"]);
     assert_eq!(out.code(), 0, "{}", out.err());
