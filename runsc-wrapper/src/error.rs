@@ -173,13 +173,18 @@ impl Error {
     /// Whether runsc said the container does not exist (or its sandbox is
     /// gone, which a shim must treat the same way).
     pub fn is_not_found(&self) -> bool {
-        if let Error::Control {
-            failure: ControlFailure::Refused(m),
-            ..
-        } = self
-        {
+        match self {
             // The sandbox's words for an id it does not know.
-            return m.starts_with("container \"") && m.ends_with("\" not found");
+            Error::Control {
+                failure: ControlFailure::Refused(m),
+                ..
+            } => return m.starts_with("container \"") && m.ends_with("\" not found"),
+            // As runsc's "sandbox is not running".
+            Error::Control {
+                failure: ControlFailure::Gone(_),
+                ..
+            } => return true,
+            _ => {}
         }
         if !matches!(self, Error::Command { .. }) {
             return false;

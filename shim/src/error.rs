@@ -213,7 +213,30 @@ mod tests {
                 Code::DEADLINE_EXCEEDED,
             ),
         ];
-        for (e, code) in cases {
+        let control = |failure| runsc::Error::Control {
+            method: "containerManager.Signal".into(),
+            id: "c1".into(),
+            failure,
+        };
+        use runsc::control::ControlFailure as F;
+        let gone = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let direct = [
+            (
+                control(F::Refused("container \"c1\" not found".into())),
+                Code::NOT_FOUND,
+            ),
+            (control(F::Gone(gone())), Code::NOT_FOUND),
+            (
+                control(F::Timeout(std::time::Duration::from_secs(1))),
+                Code::DEADLINE_EXCEEDED,
+            ),
+            (
+                control(F::Refused("permission denied".into())),
+                Code::UNKNOWN,
+            ),
+            (control(F::Protocol("unknown method".into())), Code::UNKNOWN),
+        ];
+        for (e, code) in cases.into_iter().chain(direct) {
             let e = Error::runsc("op", e);
             assert_eq!(e.code(), code, "{e}");
         }
