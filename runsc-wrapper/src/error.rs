@@ -218,7 +218,11 @@ impl Error {
             Error::Control {
                 failure: ControlFailure::Refused(m),
                 ..
-            } => m.contains("no such process") || m.contains("not started"),
+            } => {
+                m.contains("no such process")
+                    || m.contains("not started")
+                    || m.contains("has stopped")
+            }
             _ => self.command_says(NOT_RUNNING),
         }
     }

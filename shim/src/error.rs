@@ -97,6 +97,8 @@ impl Error {
             // containerd; CRI retries other codes forever.
             Error::Runsc { source, .. } if source.is_not_found() => Code::NOT_FOUND,
             Error::Runsc { source, .. } if source.is_timeout() => Code::DEADLINE_EXCEEDED,
+            // A call the container's state forbids (exec after it stopped).
+            Error::Runsc { source, .. } if source.is_not_running() => Code::FAILED_PRECONDITION,
             Error::Runsc { source, .. } if matches!(**source, runsc::Error::Unsupported { .. }) => {
                 Code::UNIMPLEMENTED
             }
@@ -199,6 +201,7 @@ mod tests {
         let cases = [
             (cmd("loading container: file does not exist"), Code::NOT_FOUND),
             (cmd("sandbox is not running"), Code::NOT_FOUND),
+            (cmd("container is in state stopped"), Code::FAILED_PRECONDITION),
             (
                 cmd("starting container: error finding executable \"x\" in PATH [/bin]: no such file or directory"),
                 Code::UNKNOWN,
@@ -226,6 +229,10 @@ mod tests {
                 Code::NOT_FOUND,
             ),
             (control(F::Gone(gone())), Code::NOT_FOUND),
+            (
+                control(F::Refused("container \"c1\" has stopped".into())),
+                Code::FAILED_PRECONDITION,
+            ),
             (
                 control(F::Timeout(std::time::Duration::from_secs(1))),
                 Code::DEADLINE_EXCEEDED,
