@@ -8,4 +8,5 @@
 
 mod agent;
 mod docker;
+mod races;
 mod support;

@@ -354,17 +354,19 @@ impl Client {
 
     /// Starts the init (`exec_id` "") or an exec; returns its pid.
     pub async fn start(&self, id: &str, exec_id: &str) -> u32 {
+        self.try_start(id, exec_id)
+            .await
+            .unwrap_or_else(|e| panic!("start {id}/{exec_id:?}: {e:?}"))
+    }
+
+    /// [`Client::start`], returning the error.
+    pub async fn try_start(&self, id: &str, exec_id: &str) -> Result<u32, Status> {
         let req = StartRequest {
             container_id: id.into(),
             exec_id: exec_id.into(),
         };
-        self.tasks
-            .clone()
-            .start(self.req(req))
-            .await
-            .unwrap_or_else(|e| panic!("start {id}/{exec_id:?}: {e:?}"))
-            .into_inner()
-            .pid
+        let r = self.tasks.clone().start(self.req(req)).await?;
+        Ok(r.into_inner().pid)
     }
 
     /// Adds exec `exec_id` running `args` with stdio `io`: the process is

@@ -137,7 +137,10 @@ fn execs_racing_a_kill_all_end_and_report() {
     let killed = std::thread::scope(|s| {
         let kill = s.spawn(|| c.ctr(&["tasks", "kill", "-s", "SIGKILL", "race1"]));
         let exec = s.spawn(|| c.ctr(&["tasks", "exec", "--exec-id", "late", "race1", "true"]));
-        let _ = exec.join();
+        // Ran or refused, either way it ends (it hung when the container
+        // stopped between its Exec and its Start).
+        let late = exec.join().unwrap();
+        assert!(late.status.code().is_some(), "late exec: {}", late.err());
         kill.join().unwrap()
     });
     assert_eq!(killed.code(), 0, "{}", killed.err());

@@ -76,6 +76,13 @@ impl Service {
     ) -> Result<api::StartResponse> {
         let p = c.process(exec_id)?;
         if !matches!(c.init.status(), Status::Running | Status::Paused) {
+            // The container stopped between Exec and Start. The client
+            // reads the exec's FIFOs until EOF and waits for its exit, so
+            // both must come, as after any failed start.
+            if p.transition(&[Status::Created], Status::Stopped).is_ok() {
+                p.io.close().await;
+                p.set_exited(128);
+            }
             return Err(Error::FailedPrecondition(format!(
                 "cannot start exec {exec_id}: container {} is not running",
                 c.id
