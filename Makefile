@@ -8,6 +8,10 @@ CARGO ?= cargo
 PROFILE ?= release
 SHIM := containerd-shim-runsc-v1
 BENCH_ITERS ?= 20
+# Seconds one test command may run (building its tests included) before it
+# is killed: a hang fails CI with its output instead of eating CI's time.
+# Each ctr call in the tests has its own, shorter bound (tests/src/host.rs).
+TIER_LIMIT ?= 1800
 
 .PHONY: all deps build install lint unit integration matrix test demo demo-pod bench bench-smoke clean
 
@@ -37,7 +41,7 @@ unit: ## Unit tests (no containerd, no runsc)
 	$(CARGO) test --locked --workspace --lib --bins
 
 integration: build ## Real runsc and containerd suites (root)
-	RUNSC_SHIM_DIR=$(CURDIR)/target/$(PROFILE) $(CARGO) test --locked --workspace --tests -- --test-threads=2
+	RUNSC_SHIM_DIR=$(CURDIR)/target/$(PROFILE) timeout -k 30 $(TIER_LIMIT) $(CARGO) test --locked --workspace --tests -- --test-threads=2
 
 matrix: build ## e2e/CRI tiers on the other containerd x runsc pairs (fetched into .cache/versions)
 	./scripts/matrix.sh target/$(PROFILE)

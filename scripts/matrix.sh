@@ -25,7 +25,9 @@ run() {
   local label=$1 path=$2
   shift 2
   echo "matrix: $label"
-  if PATH="$path$PATH" RUNSC_SHIM_DIR="$shim_dir" cargo test --locked -q -p integration "$@"; then
+  # Bounded (ROW_LIMIT seconds), so a hang fails its row, not the CI run.
+  if PATH="$path$PATH" RUNSC_SHIM_DIR="$shim_dir" timeout -k 30 "${ROW_LIMIT:-900}" \
+    cargo test --locked -q -p integration "$@"; then
     results+=("ok      $label")
   else
     results+=("FAILED  $label")

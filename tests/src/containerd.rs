@@ -271,9 +271,10 @@ state = "{state}"
         c
     }
 
-    /// Runs `ctr <args>` and returns its output.
+    /// Runs `ctr <args>` and returns its output. A call that takes longer
+    /// than [`CTR_LIMIT`] is killed and fails (see [`output_within`]).
     pub fn ctr(&self, args: &[&str]) -> Output {
-        self.ctr_cmd().args(args).output().expect("run ctr")
+        output_within(self.ctr_cmd().args(args), CTR_LIMIT).expect("run ctr")
     }
 
     /// Runs `ctr <args>`, panicking with its stderr and containerd's log on failure.
@@ -443,8 +444,12 @@ impl Drop for Containerd {
 
 pub use crate::{
     cri::{CriSetup, CRI_NAMESPACE},
-    host::{mounts_under, pids_matching, which, OutputExt},
+    host::{mounts_under, output_within, pids_matching, which, OutputExt},
 };
+
+/// How long one `ctr` call may take: far above any test's need (the
+/// longest, 512 MiB through stdout, takes seconds), so only a hang meets it.
+pub const CTR_LIMIT: Duration = Duration::from_secs(180);
 
 /// The runtime name of our shim.
 pub const RUNTIME: &str = "io.containerd.runsc.v1";

@@ -1,11 +1,44 @@
 //! Looking at the host: processes by command line, mounts under a
-//! directory, and what a command printed.
+//! directory, and what a command printed; running a command with a bound.
 
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::Output,
+    process::{Command, Output, Stdio},
+    sync::mpsc,
+    time::Duration,
 };
+
+/// Runs `cmd` like `Command::output`, but kills it once `limit` has
+/// passed: a hung shim then fails the test that met it, with what the
+/// command printed so far and a note on stderr, instead of hanging the
+/// whole suite.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> std::io::Result<Output> {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (done, finished) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        // A message or a hang-up means the command ended in time.
+        let expired = matches!(
+            finished.recv_timeout(limit),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        if expired {
+            // Not yet reaped (the waiter has not returned): the pid is its.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        expired
+    });
+    let out = child.wait_with_output();
+    let _ = done.send(());
+    let expired = watchdog.join().unwrap_or(false);
+    let mut out = out?;
+    if expired {
+        let note = format!("\n[killed after {limit:?}: the command did not finish]\n");
+        out.stderr.extend_from_slice(note.as_bytes());
+    }
+    Ok(out)
+}
 
 /// Pids whose command line (NUL-separated args joined by spaces) satisfies `f`.
 pub fn pids_matching(f: impl Fn(&str) -> bool) -> Vec<i32> {

@@ -67,11 +67,13 @@ fn exercise(c: &Containerd, id: &str, cfg: &str) -> (String, i32, String) {
         c.socket().display(),
         c.namespace(),
     );
-    let t = Command::new("script")
-        .args(["-qec", &tty, "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let t = test_support::containerd::output_within(
+        Command::new("script")
+            .args(["-qec", &tty, "/dev/null"])
+            .stdin(std::process::Stdio::null()),
+        test_support::containerd::CTR_LIMIT,
+    )
+    .unwrap();
     assert!(t.out().contains("21 81"), "{}", t.out());
     assert_eq!(t.status.code(), Some(5));
     let ps = c.ctr_ok(&["tasks", "ps", id]).out();

@@ -93,11 +93,13 @@ fn exec_with_tty() {
         c.socket().display(),
         c.namespace(),
     );
-    let out = std::process::Command::new("script")
-        .args(["-qec", &ctr, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = test_support::containerd::output_within(
+        std::process::Command::new("script")
+            .args(["-qec", &ctr, "/dev/null"])
+            .stdin(Stdio::null()),
+        test_support::containerd::CTR_LIMIT,
+    )
+    .unwrap();
     assert!(out.out().contains("20 80"), "{}", out.out());
     assert_eq!(out.code(), 4);
     c.stop_and_check();

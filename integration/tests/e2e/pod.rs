@@ -89,11 +89,13 @@ fn a_pod_member_with_a_terminal() {
         ann("container"),
         crate::IMAGE_REF,
     );
-    let out = Command::new("script")
-        .args(["-qec", &ctr, "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = test_support::containerd::output_within(
+        Command::new("script")
+            .args(["-qec", &ctr, "/dev/null"])
+            .stdin(std::process::Stdio::null()),
+        test_support::containerd::CTR_LIMIT,
+    )
+    .unwrap();
     let text = out.out();
     assert!(text.contains("20 80"), "{text}\n{}", out.err());
     assert_eq!(out.code(), 3, "{text}");

@@ -100,11 +100,13 @@ fn tty_with_size() {
         crate::RUNTIME,
         crate::IMAGE_REF
     );
-    let out = Command::new("script")
-        .args(["-qec", &ctr, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = test_support::containerd::output_within(
+        Command::new("script")
+            .args(["-qec", &ctr, "/dev/null"])
+            .stdin(Stdio::null()),
+        test_support::containerd::CTR_LIMIT,
+    )
+    .unwrap();
     let text = out.out();
     assert_eq!(out.code(), 0, "{text}\n{}", out.err());
     assert!(text.contains("is-a-tty"), "{text}");
