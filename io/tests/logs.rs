@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::{
-    os::unix::fs::PermissionsExt,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::*;
 use shim_io::{ProcessIo, RelayMode};
+use test_support::host::write_script;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_uri_appends_across_processes() {
@@ -38,9 +36,9 @@ async fn binary_uri_readiness_env_and_lines() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     let script = dir.path().join("logger.sh");
-    std::fs::write(
+    write_script(
         &script,
-        format!(
+        &format!(
             "#!/bin/busybox sh\n\
              echo \"$CONTAINER_ID $CONTAINER_NAMESPACE $*\" > {d}/env\n\
              sleep 1\n\
@@ -49,9 +47,7 @@ async fn binary_uri_readiness_env_and_lines() {
              cat <&4 > {d}/err &\n\
              wait\n"
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let uri = format!("binary://{}?k=v&x=y%20z", script.display());
     let t0 = Instant::now();
     let io = ProcessIo::open(cfg("", &uri, &uri, false), RelayMode::Direct)
@@ -85,8 +81,7 @@ async fn binary_uri_readiness_env_and_lines() {
 async fn binary_logger_that_never_exits_is_killed() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("stuck.sh");
-    std::fs::write(&script, "#!/bin/busybox sh\nexec 5>&-\nexec sleep 60\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_script(&script, "#!/bin/busybox sh\nexec 5>&-\nexec sleep 60\n");
     let uri = format!("binary://{}", script.display());
     let io = ProcessIo::open(cfg("", &uri, "", false), RelayMode::Copy)
         .await

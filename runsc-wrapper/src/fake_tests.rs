@@ -1,7 +1,7 @@
 //! Failure paths and argv checks against a fake runsc: a shell script
 //! written per test that records its argv and stdin, then behaves as told.
 
-use std::{fs, os::unix::fs::PermissionsExt, path::PathBuf};
+use std::{fs, path::PathBuf};
 
 use oci_spec::runtime::{LinuxResources, ProcessBuilder};
 use tempfile::TempDir;
@@ -23,7 +23,6 @@ impl Fake {
         let script = dir.path().join("runsc");
         let text = format!(
             r#"#!/bin/sh
-[ "$1" = warmup ] && exit 0
 dir=$(dirname "$0")
 printf '%s\n' "$@" > "$dir/argv"
 log=
@@ -32,18 +31,7 @@ case " $* " in *" --resources=- "*) cat > "$dir/stdin";; esac
 {body}
 "#
         );
-        fs::write(&script, text).unwrap();
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-        // Another test thread forking while our write fd was open makes exec
-        // fail with ETXTBSY until that child execs; wait it out here.
-        for _ in 0..100 {
-            match std::process::Command::new(&script).arg("warmup").status() {
-                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
-                    std::thread::sleep(std::time::Duration::from_millis(20))
-                }
-                _ => break,
-            }
-        }
+        test_support::host::write_script(&script, &text);
         let runsc = GlobalOpts::new()
             .command(&script)
             .root(dir.path().join("root"))

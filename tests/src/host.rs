@@ -9,6 +9,35 @@ use std::{
     time::Duration,
 };
 
+/// Writes an executable script at `path` (mode 0755). A child process
+/// writes it, so this process never holds the file open for writing: a
+/// test thread forking meanwhile would carry that descriptor until its
+/// exec, and executing the script in that window fails with ETXTBSY.
+pub fn write_script(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "cat > \"$0\" && chmod 755 \"$0\"",
+            &path.to_string_lossy(),
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run sh to write a script");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes()).expect("write the script");
+    }
+    match child.wait() {
+        Ok(st) => assert!(st.success(), "writing {} failed: {st}", path.display()),
+        // A test's own reaper took it: the file says whether it worked.
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+            let written = fs::read(path).unwrap_or_default();
+            assert_eq!(written, text.as_bytes(), "writing {} failed", path.display());
+        }
+        Err(e) => panic!("wait for sh writing {}: {e}", path.display()),
+    }
+}
+
 /// Runs `cmd` like `Command::output`, but kills it once `limit` has
 /// passed: a hung shim then fails the test that met it, with what the
 /// command printed so far and a note on stderr, instead of hanging the

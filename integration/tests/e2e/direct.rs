@@ -3,7 +3,7 @@
 //! A runsc whose version has no known dialect gets the same results through
 //! the CLI.
 
-use std::{fs, os::unix::fs::PermissionsExt, path::Path, process::Command};
+use std::{fs, path::Path, process::Command};
 
 use test_support::cri::{pod_annotation_args, PodRole};
 
@@ -17,15 +17,13 @@ fn counting_runsc(dir: &Path, version: Option<&str>) -> (String, std::path::Path
     let fake_version = version
         .map(|v| format!("[ \"$1\" = --version ] && {{ echo 'runsc version {v}'; exit 0; }}\n"))
         .unwrap_or_default();
-    fs::write(
+    test_support::host::write_script(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh\necho \"$*\" >> {}\n{fake_version}exec runsc \"$@\"\n",
             log.display()
         ),
-    )
-    .unwrap();
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let cfg = dir.join("counting.toml");
     fs::write(&cfg, format!("binary_name = \"{}\"\n", script.display())).unwrap();
     (cfg.to_string_lossy().into_owned(), log)

@@ -1,6 +1,6 @@
 //! Log URIs, runtime options files, and bad input.
 
-use std::{fs, os::unix::fs::PermissionsExt};
+use std::fs;
 
 use crate::{Containerd, OutputExt};
 
@@ -32,12 +32,10 @@ fn log_uri_binary() {
     let dir = c.dir().join("blog");
     fs::create_dir_all(&dir).unwrap();
     let logger = dir.join("logger.sh");
-    fs::write(
+    test_support::host::write_script(
         &logger,
         "#!/bin/sh\n# containerd logging binary: stdout on fd 3, stderr on fd 4, ready = close fd 5\nout=\"$2\"\necho \"$CONTAINER_ID $CONTAINER_NAMESPACE\" > \"$out/env\"\nexec 5>&-\ncat <&3 > \"$out/stdout\" &\ncat <&4 > \"$out/stderr\" &\nwait\n",
-    )
-    .unwrap();
-    fs::set_permissions(&logger, fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let uri = format!("binary://{}?dir={}", logger.display(), dir.display());
     let out = c.run(
         "lb1",

@@ -194,14 +194,11 @@ fn only_the_two_known_releases_have_a_dialect() {
 
 /// A runsc whose `--version` is 0.0~20240729 and whose `ps` prints `[1,5]`.
 fn fake_cli(dir: &Path) -> crate::Runsc {
-    use std::os::unix::fs::PermissionsExt;
     let script = dir.join("fake-runsc");
-    std::fs::write(
+    test_support::host::write_script(
         &script,
         "#!/bin/sh\ncase \"$*\" in *--version*) echo 'runsc version 0.0~20240729.0';; *ps*) echo '[1,5]';; esac\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     crate::GlobalOpts::new().command(&script).root(dir).build()
 }
 

@@ -117,8 +117,7 @@ impl Harness {
         start_reaping();
         let dir = tempfile::tempdir().unwrap();
         let fake = dir.path().join("runsc");
-        std::fs::write(&fake, FAKE_RUNSC).unwrap();
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        test_support::host::write_script(&fake, FAKE_RUNSC);
         let toml = format!(
             "binary_name = \"{}\"\nroot = \"{}\"\n{extra_toml}\n",
             fake.display(),
