@@ -32,7 +32,12 @@ pub fn write_script(path: &Path, text: &str) {
         // A test's own reaper took it: the file says whether it worked.
         Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
             let written = fs::read(path).unwrap_or_default();
-            assert_eq!(written, text.as_bytes(), "writing {} failed", path.display());
+            assert_eq!(
+                written,
+                text.as_bytes(),
+                "writing {} failed",
+                path.display()
+            );
         }
         Err(e) => panic!("wait for sh writing {}: {e}", path.display()),
     }
