@@ -24,11 +24,15 @@ pub fn timestamp(t: SystemTime) -> Timestamp {
     ts
 }
 
-/// Packs a message into an `Any` with containerd's type URL.
-pub fn to_any(type_url: &str, m: &dyn containerd_shim::protos::protobuf::MessageDyn) -> Any {
+/// Packs a message into an `Any` with containerd's type URL. Through the
+/// typed `Message` encoder: rust-protobuf's `MessageDyn` one asks for the
+/// message's descriptor, which builds (and keeps for the shim's life) the
+/// reflection tables of its proto file and every import, gogo's copy of
+/// descriptor.proto among them, some hundreds of kB of heap.
+pub fn to_any<M: containerd_shim::protos::protobuf::Message>(type_url: &str, m: &M) -> Any {
     let mut a = Any::new();
     a.type_url = type_url.to_string();
-    a.value = m.write_to_bytes_dyn().unwrap_or_default();
+    a.value = m.write_to_bytes().unwrap_or_default();
     a
 }
 

@@ -15,7 +15,7 @@ use std::{sync::Arc, time::Duration};
 use containerd_shim::{
     event::Event,
     protos::{
-        protobuf::MessageDyn,
+        protobuf::Message,
         shim::{event::Envelope, events::ForwardRequest},
         shim_async::EventsClient,
         ttrpc::{self, asynchronous::Client},
@@ -31,6 +31,13 @@ const GIVE_UP: Duration = Duration::from_secs(120);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest pause between two attempts.
 const MAX_PAUSE: Duration = Duration::from_millis(500);
+
+/// The type URL containerd expects for a task event (`containerd.events.
+/// TaskExit`), from the message's name: containerd-shim's `convert_to_any`
+/// asks the message's descriptor for it (see [`crate::convert::to_any`]).
+fn type_url<E: Message>() -> String {
+    format!("containerd.events.{}", E::NAME)
+}
 
 /// Where events go.
 #[derive(Clone)]
@@ -101,7 +108,7 @@ impl Events {
     }
 
     /// Queues `event` under its topic, behind every event sent before it.
-    pub async fn send<E: Event + MessageDyn>(&self, event: E) {
+    pub async fn send<E: Event + Message>(&self, event: E) {
         let topic = event.topic();
         log::debug!("publish topic={topic} event={event:?}");
         let q = match &self.sink {
@@ -116,13 +123,7 @@ impl Events {
         env.set_topic(topic.clone());
         env.set_namespace(self.namespace.clone());
         env.timestamp = Some(crate::convert::now()).into();
-        match containerd_shim::util::convert_to_any(Box::new(event)) {
-            Ok(any) => env.event = Some(any).into(),
-            Err(e) => {
-                log::error!("publish {topic} failed: encode: {e}");
-                return;
-            }
-        }
+        env.event = Some(crate::convert::to_any(&type_url::<E>(), &event)).into();
         q.pending.send_modify(|n| *n += 1);
         if q.tx.send(env).is_err() {
             q.pending.send_modify(|n| *n = n.saturating_sub(1));
@@ -236,7 +237,25 @@ mod tests {
         }
     }
 
-    use containerd_shim::protos::protobuf::Message;
+    use containerd_shim::protos::protobuf::{Message, MessageFull};
+
+    #[test]
+    fn type_urls_are_the_descriptors_full_names() {
+        fn check<E: MessageFull>() {
+            assert_eq!(type_url::<E>(), E::descriptor().full_name());
+        }
+        check::<TaskCreate>();
+        check::<TaskStart>();
+        check::<TaskDelete>();
+        check::<TaskIO>();
+        check::<TaskExit>();
+        check::<TaskOOM>();
+        check::<TaskExecAdded>();
+        check::<TaskExecStarted>();
+        check::<TaskPaused>();
+        check::<TaskResumed>();
+        check::<TaskCheckpointed>();
+    }
 
     fn serve(path: &std::path::Path, seen: Arc<Mutex<Vec<String>>>) -> Server {
         let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
