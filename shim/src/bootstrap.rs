@@ -73,19 +73,16 @@ impl Shim for RunscShim {
 
     async fn wait(&mut self) {
         self.exit.wait().await;
+        // Unlisted first: containerd may re-create a container of the same
+        // id (same socket) while runsc's state is still being removed below,
+        // and its `start` must then spawn a new server, not find this one
+        // refusing work. (containerd-shim removes the socket named in
+        // `./address` only later, and not at all when the first container's
+        // bundle, our cwd, is gone, as in a pod: a leaked socket costs an
+        // inode forever, gvisor#13509.)
+        self.remove_socket();
         if let Some(s) = self.service.get() {
             s.finish_cleanups().await;
-        }
-        // containerd-shim removes the socket named in `./address`, but the
-        // first container's bundle (our cwd) may already be gone in a pod;
-        // a leaked socket costs an inode forever (gvisor#13509).
-        let path = self.socket.trim_start_matches("unix://");
-        if !path.is_empty() {
-            if let Err(e) = std::fs::remove_file(path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    log::warn!("remove socket {path}: {e}");
-                }
-            }
         }
     }
 
@@ -108,6 +105,23 @@ impl Shim for RunscShim {
         );
         let _ = self.service.set(service.clone());
         service
+    }
+}
+
+impl RunscShim {
+    /// Removes this server's socket file. Done as soon as the server is to
+    /// exit, while it still listens there, so no other server can have
+    /// taken the path yet.
+    fn remove_socket(&self) {
+        let path = self.socket.trim_start_matches("unix://");
+        if path.is_empty() {
+            return;
+        }
+        if let Err(e) = std::fs::remove_file(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::warn!("remove socket {path}: {e}");
+            }
+        }
     }
 }
 
@@ -219,8 +233,9 @@ fn write_address(bundle: &Path, address: &str) -> crate::Result<()> {
 }
 
 /// `delete`: containerd runs this after a container's task is gone or its shim
-/// died. Force-delete the container in runsc with the binary, root and flags
-/// it was created with, unmount its rootfs, report it killed.
+/// died. If the shim died, force-delete the container in runsc with the
+/// binary, root and flags it was created with; unmount its rootfs; report
+/// it killed.
 async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<DeleteResponse> {
     crate::error::validate_id("container", id)?;
     let state = State::load(bundle).unwrap_or_else(|e| {
@@ -238,20 +253,22 @@ async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<Delet
             (o, root, Default::default(), false)
         }
     };
-    // containerd runs us as soon as it dropped its connection, while the
-    // server may still be removing runsc's state: let it finish rather than
-    // race it (two concurrent deletes can leave runsc's lock file behind).
-    wait_for_server_cleanup(bundle, &root, id).await;
-    // Skip the runsc start-up when runsc holds no state for this container
-    // (the usual case: the shim already deleted it).
-    if runtime::runsc_knows(&root, id) {
+    // containerd runs us as soon as it dropped its connection, and waits
+    // for us before it answers the client's Delete. When the server is
+    // alive it is removing runsc's state in the background and exits only
+    // once that is done: leave it to it (a second `runsc delete` would race
+    // it and can leave runsc's lock file behind; waiting for it would put
+    // that delete back on the client's path). Only a dead server's
+    // leftovers are ours to remove.
+    let server_alive = server_alive(bundle);
+    if !server_alive && runtime::runsc_knows(&root, id) {
         let reaper = Reaper::start().await.unwrap_or_default();
         let r = runtime::build_runsc(&options, &root, bundle, flags, Arc::new(reaper));
         if let Err(e) = r.delete(id, runsc::DeleteOpts { force: true }).await {
             eprintln!("runsc shim delete {id}: {e}");
         }
     }
-    if sandbox {
+    if sandbox && !server_alive {
         runtime::remove_sandbox_root(&root);
     }
     crate::mount::remove_filestores(bundle);
@@ -282,26 +299,19 @@ fn remove_dead_socket(bundle: &Path) {
     }
 }
 
-/// Waits (bounded) while runsc still holds state for `id` and the shim
-/// server recorded in `<bundle>/shim.pid` is alive to remove it.
-async fn wait_for_server_cleanup(bundle: &Path, root: &str, id: &str) {
+/// Whether the shim server recorded in `<bundle>/shim.pid` is still
+/// running (this binary at that pid, so not a recycled pid).
+fn server_alive(bundle: &Path) -> bool {
     let Some(pid) = std::fs::read_to_string(bundle.join("shim.pid"))
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
     else {
-        return;
+        return false;
     };
     if pid == std::process::id() {
-        return;
+        return false;
     }
     let me = std::fs::read_link("/proc/self/exe").ok();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while tokio::time::Instant::now() < deadline && runtime::runsc_knows(root, id) {
-        // Same binary still at that pid: our server, not a recycled pid.
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-        if exe.is_none() || exe != me {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    exe.is_some() && exe == me
 }
