@@ -356,13 +356,21 @@ impl Sandbox {
     /// container's state file, as `runsc pause`/`resume` do.
     pub async fn set_paused(&self, paused: bool) -> Result<()> {
         let method = self.dialect.pause_method(!paused);
-        self.call::<_, serde_json::Value>(method, &(), &[], Some(self.deadline))
-            .await?;
+        // runsc checks the recorded status before the call, and so must
+        // we: the sentry panics on resuming a kernel that is not paused.
+        // A mismatch goes to the CLI (a State failure), which refuses it
+        // in runsc's words.
         let (from, to): (&[&str], &str) = if paused {
-            (&["created", "running"], "paused")
+            (&["running"], "paused")
         } else {
             (&["paused"], "running")
         };
+        if !from.contains(&self.state.status.as_str()) {
+            let why = format!("container is {:?}, not one of {from:?}", self.state.status);
+            return Err(control_error(method, &self.cid, ControlFailure::State(why)));
+        }
+        self.call::<_, serde_json::Value>(method, &(), &[], Some(self.deadline))
+            .await?;
         let path = self.state.path.clone();
         tokio::task::spawn_blocking(move || state::set_status(&path, from, to))
             .await

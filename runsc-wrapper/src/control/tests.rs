@@ -163,6 +163,34 @@ async fn a_state_file_of_the_other_dialect_is_refused_before_any_call() {
     );
 }
 
+#[tokio::test]
+async fn a_resume_of_a_running_container_is_refused_before_any_call() {
+    // The sentry panics on resuming a kernel that is not paused.
+    let dir = tempfile::tempdir().unwrap();
+    let server = fake(dir.path(), vec![r#"{"success":true,"result":null}"#]);
+    let sb = open(dir.path()).await;
+    let e = sb.set_paused(false).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Control {
+                failure: ControlFailure::State(_),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Pausing it is a call, and records the status.
+    sb.set_paused(true).await.unwrap();
+    let seen = server.join().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].0.contains("containerManager.Pause"), "{seen:?}");
+    let path = state::find(dir.path(), "c1").unwrap();
+    assert!(std::fs::read_to_string(path)
+        .unwrap()
+        .contains("\"paused\""));
+}
+
 #[test]
 fn wait_statuses_decode_like_runsc_wait() {
     assert_eq!(WaitStatus(7 << 8).code(), 7);
