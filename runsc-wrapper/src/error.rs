@@ -174,11 +174,14 @@ impl Error {
     /// gone, which a shim must treat the same way).
     pub fn is_not_found(&self) -> bool {
         match self {
-            // The sandbox's words for an id it does not know.
+            // The sandbox's words for an id it does not know, alone or
+            // wrapped (Signal to a process: "signaling process in
+            // container ...: container \"c1\" not found").
             Error::Control {
                 failure: ControlFailure::Refused(m),
+                id,
                 ..
-            } => return m.starts_with("container \"") && m.ends_with("\" not found"),
+            } => return m.contains(&format!("container {id:?} not found")),
             // As runsc's "sandbox is not running".
             Error::Control {
                 failure: ControlFailure::Gone(_),

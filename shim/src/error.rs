@@ -228,6 +228,19 @@ mod tests {
                 control(F::Refused("container \"c1\" not found".into())),
                 Code::NOT_FOUND,
             ),
+            (
+                control(F::Refused(
+                    "signaling process in container \"c1\" PID 5: container \"c1\" not found"
+                        .into(),
+                )),
+                Code::NOT_FOUND,
+            ),
+            (
+                control(F::Refused(
+                    "in container \"c1\": executable \"x\" not found".into(),
+                )),
+                Code::UNKNOWN,
+            ),
             (control(F::Gone(gone())), Code::NOT_FOUND),
             (
                 control(F::Refused("container \"c1\" has stopped".into())),
