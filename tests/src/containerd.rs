@@ -47,6 +47,10 @@ fn spawn_containerd(program: &Path, dir: &Path, path: &std::ffi::OsStr) -> Child
         .arg("--config")
         .arg(dir.join("config.toml"))
         .env("PATH", path)
+        // containerd 1.6 makes each checkpoint's image directory under
+        // XDG_RUNTIME_DIR (else /tmp) and never removes it: keep them in
+        // the test's own directory, which goes with it.
+        .env("XDG_RUNTIME_DIR", dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("dup log"))
         .stderr(log)
