@@ -434,6 +434,31 @@ state = "{state}"
         // containerd's runc shim (the benchmark's baseline) keeps its
         // runtime's state under /run/containerd/runc/<namespace>.
         let _ = fs::remove_dir_all(Path::new("/run/containerd/runc").join(&self.namespace));
+        remove_namespace_cgroups(&self.namespace);
+    }
+}
+
+/// Removes the cgroup `/<namespace>` that containerd's default cgroups path
+/// (`/<namespace>/<id>`) made in every hierarchy: runsc (as runc) removes
+/// only the container's own, and each test has a namespace of its own.
+/// Empty ones only, so a container left running keeps its cgroup; for a
+/// moment after its last child went, v1's memory controller still says
+/// busy, hence a few tries.
+fn remove_namespace_cgroups(namespace: &str) {
+    let base = Path::new("/sys/fs/cgroup");
+    let Ok(hierarchies) = fs::read_dir(base) else {
+        return;
+    };
+    let mut left: Vec<PathBuf> = std::iter::once(base.join(namespace))
+        .chain(hierarchies.flatten().map(|h| h.path().join(namespace)))
+        .filter(|d| d.is_dir())
+        .collect();
+    for _ in 0..20 {
+        left.retain(|d| fs::remove_dir(d).is_err() && d.is_dir());
+        if left.is_empty() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
     }
 }
 
