@@ -217,6 +217,39 @@ pub fn add_pid(path: &str, pid: u32) -> Result<()> {
         .map_err(|e| Error::Other(format!("move pid {pid} into cgroup {path}: {e}")))
 }
 
+/// Removes the cgroup runsc made for a container at `path` (the spec's
+/// absolute `cgroupsPath`) in every hierarchy where it is left and empty:
+/// runsc leaves it when its create was cut short, or when a pod member is
+/// deleted after its sandbox went. Blocking (a few short tries: v1's memory
+/// controller says busy for a moment after the last process left). A
+/// systemd-style or relative path is left alone.
+pub fn remove_leftover(path: &std::path::Path) {
+    let Ok(rel) = path.strip_prefix("/") else {
+        return;
+    };
+    let plain = rel
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if rel.as_os_str().is_empty() || !plain {
+        return;
+    }
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    let Ok(hierarchies) = std::fs::read_dir(base) else {
+        return;
+    };
+    let mut left: Vec<std::path::PathBuf> = std::iter::once(base.join(rel))
+        .chain(hierarchies.flatten().map(|h| h.path().join(rel)))
+        .filter(|d| d.is_dir())
+        .collect();
+    for _ in 0..10 {
+        left.retain(|d| std::fs::remove_dir(d).is_err() && d.is_dir());
+        if left.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -283,6 +283,9 @@ pub struct Container {
     pub restore_from: Option<String>,
     /// The sandbox's host cgroup, found once its pid is known.
     pub cgroup: std::sync::OnceLock<HostCgroup>,
+    /// The spec's `cgroupsPath`: removed after runsc's delete if runsc
+    /// left it.
+    pub cgroups_path: Option<std::path::PathBuf>,
     /// The options it was created with.
     pub options: crate::options::Options,
     /// While a checkpoint restores the container in place, the old

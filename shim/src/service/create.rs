@@ -183,6 +183,7 @@ impl Service {
             blocking(move || spec::read(&b)).await?
         };
         let annotations = spec.annotations().clone();
+        let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
         let sub = spec::is_sub_container(annotations.as_ref());
         let sandbox_id = spec::grouping_key(&id, annotations.as_ref());
         // It names a directory: the same rules as any id.
@@ -308,6 +309,13 @@ impl Service {
                         log::warn!("runsc delete id={id} after failed create: {e}");
                     }
                 }
+                if let Some(p) = cgroups_path.clone() {
+                    let _ = blocking(move || {
+                        crate::cgroup::remove_leftover(&p);
+                        Ok(())
+                    })
+                    .await;
+                }
                 undo_mount(&bundle);
                 return Err(Error::runsc(format!("create container {id}"), e));
             }
@@ -340,6 +348,7 @@ impl Service {
             rootfs_mounted,
             restore_from,
             cgroup: Default::default(),
+            cgroups_path: cgroups_path.clone(),
             parked_exit: Default::default(),
             options,
         });

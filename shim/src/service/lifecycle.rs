@@ -276,6 +276,7 @@ impl Service {
                 let r = runtime::without_log(&c.runsc);
                 let id = c.id.clone();
                 let root = c.runsc_root.clone();
+                let cgroups = c.cgroups_path.clone();
                 self.cleanups
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -283,16 +284,31 @@ impl Service {
                         if let Err(e) = r.delete(&id, DeleteOpts { force: true }).await {
                             log::warn!("runsc delete id={id}: {e}");
                         }
-                        runtime::remove_sandbox_root(&root);
+                        let _ = blocking(move || {
+                            runtime::remove_sandbox_root(&root);
+                            if let Some(p) = cgroups {
+                                crate::cgroup::remove_leftover(&p);
+                            }
+                            Ok(())
+                        })
+                        .await;
                     });
                 self.ooms.forget(&c.sandbox_id);
             } else {
                 if let Err(e) = c.runsc.delete(&c.id, DeleteOpts { force: true }).await {
                     log::warn!("runsc delete id={}: {e}", c.id);
                 }
-                if !c.sub {
-                    runtime::remove_sandbox_root(&c.runsc_root);
-                }
+                let (sub, root, cgroups) = (c.sub, c.runsc_root.clone(), c.cgroups_path.clone());
+                let _ = blocking(move || {
+                    if !sub {
+                        runtime::remove_sandbox_root(&root);
+                    }
+                    if let Some(p) = cgroups {
+                        crate::cgroup::remove_leftover(&p);
+                    }
+                    Ok(())
+                })
+                .await;
             }
             let execs: Vec<_> = c.execs().values().cloned().collect();
             for e in execs {
