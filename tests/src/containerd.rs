@@ -375,6 +375,9 @@ state = "{state}"
                 out.push(format!("mount {m}"));
             }
         }
+        for c in container_cgroups(&self.namespace) {
+            out.push(format!("cgroup {}", c.display()));
+        }
         out
     }
 
@@ -436,6 +439,21 @@ state = "{state}"
         let _ = fs::remove_dir_all(Path::new("/run/containerd/runc").join(&self.namespace));
         remove_namespace_cgroups(&self.namespace);
     }
+}
+
+/// Containers' cgroups (`/<namespace>/<id>`, containerd's default path)
+/// still present in any hierarchy.
+fn container_cgroups(namespace: &str) -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let Ok(hierarchies) = fs::read_dir(base) else {
+        return Vec::new();
+    };
+    std::iter::once(base.join(namespace))
+        .chain(hierarchies.flatten().map(|h| h.path().join(namespace)))
+        .filter_map(|ns| fs::read_dir(ns).ok())
+        .flat_map(|rd| rd.flatten().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect()
 }
 
 /// Removes the cgroup `/<namespace>` that containerd's default cgroups path
