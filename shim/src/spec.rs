@@ -24,6 +24,15 @@ pub fn read(bundle: &Path) -> Result<Spec> {
     })
 }
 
+/// Reads `<bundle>/config.json` as JSON, every field kept (for rewrites).
+pub fn read_json(bundle: &Path) -> Result<serde_json::Value> {
+    let path = bundle.join("config.json");
+    let data =
+        std::fs::read(&path).map_err(|e| Error::os(format!("read {}", path.display()), e))?;
+    serde_json::from_slice(&data)
+        .map_err(|e| Error::InvalidArgument(format!("invalid spec {}: {e}", path.display())))
+}
+
 /// The pod a container belongs to: the CRI sandbox id annotation, else the
 /// container's own id. Used both for the shim socket (one shim per pod) and
 /// for runsc (sub-containers join the sandbox).

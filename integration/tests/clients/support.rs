@@ -376,6 +376,18 @@ impl Client {
         let mut process = self.spec(id).await["process"].clone();
         process["args"] = serde_json::json!(args);
         process["terminal"] = serde_json::json!(io.terminal);
+        self.exec_process(id, exec_id, process, io).await;
+    }
+
+    /// Adds exec `exec_id` running `process` (an OCI process spec, as JSON,
+    /// sent as the client wrote it) with stdio `io`.
+    pub async fn exec_process(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: serde_json::Value,
+        io: &Fifos,
+    ) {
         let req = ExecProcessRequest {
             container_id: id.into(),
             exec_id: exec_id.into(),

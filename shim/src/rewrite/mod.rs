@@ -4,11 +4,14 @@
 //! not through typed structs, so fields the shim does not know survive.
 //!
 //! - [`capabilities`]: capabilities this runsc does not know are dropped.
+//! - [`exec`]: an exec's process gets the container's `cwd`, `env` and
+//!   capabilities where it leaves them out, as `runsc exec` gives them.
 //! - [`pod`]: Kubernetes pods: kubelet volume mount hints, one `/dev/shm`
 //!   per pod, the sandbox in the pod's cgroup, a member in the pod's PID
 //!   namespace.
 
 pub mod capabilities;
+pub mod exec;
 pub mod pod;
 
 use std::{collections::BTreeSet, path::Path};

@@ -53,13 +53,8 @@ async fn rewrite_spec(
 ) -> Result<()> {
     use crate::rewrite::{apply, capabilities, pod::KUBELET_PODS, Context};
     let path = bundle.join("config.json");
-    let p = path.clone();
-    let mut spec: serde_json::Value = blocking(move || {
-        let data = std::fs::read(&p).map_err(|e| Error::os(format!("read {}", p.display()), e))?;
-        serde_json::from_slice(&data)
-            .map_err(|e| Error::InvalidArgument(format!("invalid spec {}: {e}", p.display())))
-    })
-    .await?;
+    let b = bundle.to_path_buf();
+    let mut spec = blocking(move || crate::spec::read_json(&b)).await?;
     // Only a spec asking for capabilities some runsc lacks costs a
     // `runsc --version` (once per binary).
     let release = if capabilities::unknown_capabilities(&spec, None).is_empty() {

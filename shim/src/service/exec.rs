@@ -9,13 +9,14 @@ use shim_io::RelayMode;
 
 use super::{
     exec_direct::{self, Started},
-    lifecycle::{read_pid, runtime_stdio},
+    lifecycle::{blocking, read_pid, runtime_stdio},
     Service,
 };
 use crate::{
     container::{Container, Process, Status, StdioPaths, WindowChanges},
     error::{validate_id, Error, Result},
     events::{TaskExecAdded, TaskExecStarted},
+    rewrite::exec as exec_rewrite,
 };
 
 impl Service {
@@ -37,8 +38,7 @@ impl Service {
                 req.exec_id, c.id
             )));
         }
-        let spec: oci_spec::runtime::Process = serde_json::from_slice(&req.spec.value)
-            .map_err(|e| Error::InvalidArgument(format!("invalid exec process spec: {e}")))?;
+        let spec = exec_process(&c, &req.spec.value).await?;
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -250,6 +250,30 @@ impl Service {
             ..Default::default()
         }
     }
+}
+
+/// The exec's process spec, with what it leaves out filled in from the
+/// container's as runsc fills it (see [`crate::rewrite::exec`]).
+async fn exec_process(c: &Container, raw: &[u8]) -> Result<oci_spec::runtime::Process> {
+    let invalid = |e: serde_json::Error| {
+        Error::InvalidArgument(format!(
+            "invalid exec process spec for container {}: {e}",
+            c.id
+        ))
+    };
+    let mut process: serde_json::Value = serde_json::from_slice(raw).map_err(invalid)?;
+    let container = if exec_rewrite::needs_container(&process) {
+        let bundle = c.bundle.clone();
+        let spec = blocking(move || crate::spec::read_json(&bundle)).await?;
+        spec.get("process").cloned().unwrap_or_default()
+    } else {
+        serde_json::Value::Null
+    };
+    let filled = exec_rewrite::complete(&mut process, &container);
+    if !filled.is_empty() {
+        log::debug!("exec in {}: {filled:?} from the container", c.id);
+    }
+    serde_json::from_value(process).map_err(invalid)
 }
 
 /// An exec of a privileged container asks for every capability the host
