@@ -374,7 +374,7 @@ async fn flags_are_cached_on_disk_for_other_processes() {
     };
     assert!(r().flags().await.unwrap().contains("overlay2"));
     // Another process: the in-memory cache is gone, the file is not.
-    super::commands::FLAGS_CACHE
+    super::binary::FLAGS_CACHE
         .lock()
         .unwrap()
         .retain(|(p, _), _| !p.starts_with(fake.dir.path()));

@@ -8,6 +8,8 @@
 //! - [`opts`]: one options struct per subcommand and the container [`Stdio`].
 //! - `commands` / `events`: the async subcommand methods on [`Runsc`], and
 //!   the long-lived [`EventStream`].
+//! - `binary`: what a runsc binary says of itself (version, flags,
+//!   `update`), asked once per binary and cached.
 //! - [`types`]: serde types for runsc's JSON output.
 //! - [`error`]: the [`Error`] enum; runsc's own message is read from the
 //!   call's JSON `--log` (a file per call with [`GlobalOpts::log_per_call`]),
@@ -30,9 +32,10 @@
 //! stdio, never capture pipes, since the sandbox and gofer keep them open.
 #![deny(missing_docs)]
 
+mod binary;
+pub use binary::release_date;
 mod commands;
 pub mod control;
-pub use commands::release_date;
 pub mod deadline;
 mod direct;
 pub use direct::SandboxControl;
