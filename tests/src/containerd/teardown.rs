@@ -1,0 +1,197 @@
+//! Tearing a test's containerd down and checking what it left: the shim
+//! sockets, shim and runsc processes, mounts and cgroups that belong to
+//! this containerd, removed on drop and reported by
+//! [`Containerd::stop_and_check`].
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use super::{mounts_under, pids_matching, Containerd, SOCKET_DIR};
+
+impl Containerd {
+    /// Shim sockets of this containerd that exist now. Tests run in
+    /// parallel, so only sockets whose name derives (as containerd derives
+    /// it) from this containerd's address, namespace and one of the
+    /// container ids it saw count; the others belong to other tests.
+    pub fn own_sockets(&self) -> Vec<PathBuf> {
+        use sha2::{Digest, Sha256};
+        let log = self.log();
+        let ids: BTreeSet<&str> = log
+            .lines()
+            .filter(|l| l.contains("msg=\"prepare snapshot\""))
+            .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("key=")))
+            .collect();
+        ids.into_iter()
+            .map(|id| {
+                let key = format!("{}/{}/{id}", self.socket.display(), self.namespace);
+                let hex: String = Sha256::digest(key.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                Path::new(SOCKET_DIR).join(hex)
+            })
+            .filter(|p| p.exists())
+            .collect()
+    }
+
+    /// Pids of shim processes serving this containerd.
+    pub fn shim_pids(&self) -> Vec<i32> {
+        pids_matching(|cmd| {
+            cmd.contains("containerd-shim-runsc-v1")
+                && cmd.contains(&*self.socket.to_string_lossy())
+        })
+    }
+
+    /// Kills and removes every task and container in the namespace.
+    pub fn remove_all(&self) {
+        let out = self.ctr(&["containers", "list", "-q"]);
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
+            let _ = self.ctr(&["tasks", "delete", "-f", id]);
+            let _ = self.ctr(&["containers", "delete", id]);
+        }
+    }
+
+    /// What this containerd left behind: shim processes, new sockets in
+    /// `/run/containerd/s`, mounts under its directory. Empty means clean.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for pid in self.shim_pids() {
+            out.push(format!("shim process {pid}"));
+        }
+        for s in self.own_sockets() {
+            out.push(format!("socket {}", s.display()));
+        }
+        let root = self.runsc_root.clone();
+        let root_s = root.to_string_lossy().into_owned();
+        for pid in pids_matching(|cmd| cmd.contains("runsc") && cmd.contains(&root_s)) {
+            out.push(format!("runsc process {pid}"));
+        }
+        if let Ok(rd) = fs::read_dir(&root) {
+            for e in rd.flatten() {
+                out.push(format!("runsc state {}", e.path().display()));
+            }
+        }
+        for m in mounts_under(self.dir.path()) {
+            if !m.contains("/snapshots/") {
+                out.push(format!("mount {m}"));
+            }
+        }
+        for c in container_cgroups(&self.namespace) {
+            out.push(format!("cgroup {}", c.display()));
+        }
+        out
+    }
+
+    /// Removes everything, stops containerd and asserts nothing leaked.
+    pub fn stop_and_check(mut self) {
+        self.remove_all();
+        // containerd runs `shim delete` and shims exit asynchronously.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut left = self.leftovers();
+        while !left.is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+            left = self.leftovers();
+        }
+        self.shutdown();
+        assert!(left.is_empty(), "test left behind: {left:?}");
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Last resort so one failed test cannot poison the next ones.
+        for pid in self.shim_pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let root = self.runsc_root.clone().to_string_lossy().into_owned();
+        for pid in pids_matching(|cmd| cmd.contains("runsc") && cmd.contains(&root)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let mut mounts = mounts_under(self.dir.path());
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        for s in self.own_sockets() {
+            let _ = fs::remove_file(s);
+        }
+        let _ = fs::remove_dir_all(self.runsc_root.clone());
+        // containerd's runc shim (the benchmark's baseline) keeps its
+        // runtime's state under /run/containerd/runc/<namespace>.
+        let _ = fs::remove_dir_all(Path::new("/run/containerd/runc").join(&self.namespace));
+        remove_namespace_cgroups(&self.namespace);
+    }
+}
+
+/// Containers' cgroups (`/<namespace>/<id>`, containerd's default path)
+/// still present in any hierarchy.
+fn container_cgroups(namespace: &str) -> Vec<PathBuf> {
+    namespace_cgroups(namespace)
+        .into_iter()
+        .filter_map(|ns| fs::read_dir(ns).ok())
+        .flat_map(|rd| rd.flatten().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// Removes the cgroup `/<namespace>` that containerd's default cgroups path
+/// (`/<namespace>/<id>`) made in every hierarchy: runsc (as runc) removes
+/// only the container's own, and each test has a namespace of its own.
+/// Empty ones only, so a container left running keeps its cgroup; for a
+/// moment after its last child went, v1's memory controller still says
+/// busy, hence a few tries.
+fn remove_namespace_cgroups(namespace: &str) {
+    let mut left = namespace_cgroups(namespace);
+    for _ in 0..20 {
+        left.retain(|d| fs::remove_dir(d).is_err() && d.is_dir());
+        if left.is_empty() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.remove_all();
+            self.shutdown();
+        }
+    }
+}
+
+/// The cgroup `/<namespace>` in every hierarchy where it exists (cgroup v2's
+/// single tree, or each v1 controller's).
+fn namespace_cgroups(namespace: &str) -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let hierarchies = fs::read_dir(base).into_iter().flatten().flatten();
+    std::iter::once(base.join(namespace))
+        .chain(hierarchies.map(|h| h.path().join(namespace)))
+        .filter(|d| d.is_dir())
+        .collect()
+}
