@@ -10,7 +10,8 @@ SHIM := containerd-shim-runsc-v1
 BENCH_ITERS ?= 20
 # Seconds one test command may run (building its tests included) before it
 # is killed: a hang fails CI with its output instead of eating CI's time.
-# Each ctr call in the tests has its own, shorter bound (tests/src/host.rs).
+# ctr calls made through the harness have their own, shorter bound
+# (CTR_LIMIT in tests/src/containerd.rs).
 TIER_LIMIT ?= 1800
 
 .PHONY: all deps build install lint unit integration matrix test demo demo-pod bench bench-smoke clean

@@ -7,7 +7,8 @@
 # sequences) on each. The system pair (containerd 1.6, runsc 0.0~20221219)
 # gets the full tiers from `make integration`. With direct sandbox control
 # forced off (every call through the runsc CLI), the e2e tier runs once more
-# on each runsc with containerd 1.6. Prints a table; fails if any did.
+# on each runsc with containerd 1.6, and the client tier with runsc
+# 0.0~20221219. Prints a table; fails if any did.
 #
 # Usage: scripts/matrix.sh SHIM_DIR
 set -euo pipefail
