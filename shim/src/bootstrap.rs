@@ -273,7 +273,10 @@ async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<Delet
     }
     crate::mount::remove_filestores(bundle);
     crate::mount::unmount_rootfs(bundle);
-    remove_dead_socket(bundle);
+    // A live server still serves its socket, or has already removed it.
+    if !server_alive {
+        remove_dead_socket(bundle);
+    }
     let mut resp = DeleteResponse::new();
     resp.exit_status = 128 + libc::SIGKILL as u32;
     resp.exited_at = Some(crate::convert::now()).into();

@@ -201,6 +201,13 @@ impl Process {
         *self.exit.borrow()
     }
 
+    /// Ends a process whose start failed: its stdio closes (the client
+    /// reads it to EOF before it returns the error) and it exits with 128.
+    pub async fn fail_start(&self) {
+        self.io.close().await;
+        self.set_exited(128);
+    }
+
     /// Records the exit once and wakes every Wait. Returns false if an exit
     /// was already recorded.
     pub fn set_exited(&self, status: u32) -> bool {

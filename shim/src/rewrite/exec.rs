@@ -33,13 +33,12 @@ pub fn complete(process: &mut Value, container: &Value) -> Vec<&'static str> {
                 obj.insert(field.to_string(), v.clone());
                 filled.push(field);
             }
-            // runsc would send the container's empty value: so do we.
+            // runsc would send the container's empty value: so do we (a
+            // missing or null env or capabilities already reads as none).
             _ if field == "cwd" => {
                 obj.insert(field.to_string(), Value::String(String::new()));
             }
-            _ => {
-                obj.remove(field);
-            }
+            _ => {}
         }
     }
     if obj.get("user").is_none_or(Value::is_null) {

@@ -13,7 +13,7 @@ use runsc::{CreateOpts, DeleteOpts};
 use shim_io::{IoConfig, ProcessIo, RelayMode};
 
 use super::{
-    lifecycle::{blocking, read_pid, runtime_stdio},
+    lifecycle::{blocking, read_pid, remove_runsc_leftovers, runtime_stdio},
     Service,
 };
 use crate::{
@@ -304,13 +304,7 @@ impl Service {
                         log::warn!("runsc delete id={id} after failed create: {e}");
                     }
                 }
-                if let Some(p) = cgroups_path.clone() {
-                    let _ = blocking(move || {
-                        crate::cgroup::remove_leftover(&p);
-                        Ok(())
-                    })
-                    .await;
-                }
+                remove_runsc_leftovers(None, cgroups_path).await;
                 undo_mount(&bundle);
                 return Err(Error::runsc(format!("create container {id}"), e));
             }

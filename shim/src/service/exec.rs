@@ -80,8 +80,7 @@ impl Service {
             // reads the exec's FIFOs until EOF and waits for its exit, so
             // both must come, as after any failed start.
             if p.transition(&[Status::Created], Status::Stopped).is_ok() {
-                p.io.close().await;
-                p.set_exited(128);
+                p.fail_start().await;
             }
             return Err(Error::FailedPrecondition(format!(
                 "cannot start exec {exec_id}: container {} is not running",
@@ -108,8 +107,7 @@ impl Service {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        p.io.close().await;
-                        p.set_exited(128);
+                        p.fail_start().await;
                         return Err(e);
                     }
                 }
@@ -123,8 +121,7 @@ impl Service {
                     }
                     Ok(Started::Fallback(s)) => stdio = s,
                     Err(e) => {
-                        p.io.close().await;
-                        p.set_exited(128);
+                        p.fail_start().await;
                         return Err(e);
                     }
                 }
@@ -162,8 +159,7 @@ impl Service {
         let pid = match started {
             Ok(pid) => pid,
             Err(e) => {
-                p.io.close().await;
-                p.set_exited(128);
+                p.fail_start().await;
                 return Err(e);
             }
         };
@@ -264,8 +260,8 @@ async fn exec_process(c: &Container, raw: &[u8]) -> Result<oci_spec::runtime::Pr
     let mut process: serde_json::Value = serde_json::from_slice(raw).map_err(invalid)?;
     let container = if exec_rewrite::needs_container(&process) {
         let bundle = c.bundle.clone();
-        let spec = blocking(move || crate::spec::read_json(&bundle)).await?;
-        spec.get("process").cloned().unwrap_or_default()
+        let mut spec = blocking(move || crate::spec::read_json(&bundle)).await?;
+        spec["process"].take()
     } else {
         serde_json::Value::Null
     };

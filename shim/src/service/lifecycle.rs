@@ -1,6 +1,10 @@
 //! Start, Delete, and what happens when a process exits.
 
-use std::{path::Path, sync::Arc, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Instant,
+};
 
 use containerd_shim::api;
 use runsc::{DeleteOpts, ExitReceiver, RestoreOpts, StartOpts, WaitOpts};
@@ -23,6 +27,21 @@ pub(super) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .unwrap_or_else(|e| Err(Error::Other(format!("blocking task failed: {e}"))))
+}
+
+/// Removes what runsc leaves after its delete: a sandbox's runsc root
+/// (`root`, for a sandbox only) and the container's cgroup where runsc left
+/// it empty.
+pub(super) async fn remove_runsc_leftovers(root: Option<String>, cgroups: Option<PathBuf>) {
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(root) = root {
+            runtime::remove_sandbox_root(&root);
+        }
+        if let Some(p) = cgroups {
+            crate::cgroup::remove_leftover(&p);
+        }
+    })
+    .await;
 }
 
 /// Whether `pid` names a live (not zombie) process.
@@ -74,8 +93,7 @@ impl Service {
         if let Err(e) = res {
             if c.sub || c.restore_from.is_some() {
                 // Leave it stopped so containerd can delete it.
-                init.io.close().await;
-                init.set_exited(128);
+                init.fail_start().await;
             } else {
                 // The sandbox may live on; Delete of a created container
                 // force-deletes it (unless its exit was seen meanwhile).
@@ -284,31 +302,15 @@ impl Service {
                         if let Err(e) = r.delete(&id, DeleteOpts { force: true }).await {
                             log::warn!("runsc delete id={id}: {e}");
                         }
-                        let _ = blocking(move || {
-                            runtime::remove_sandbox_root(&root);
-                            if let Some(p) = cgroups {
-                                crate::cgroup::remove_leftover(&p);
-                            }
-                            Ok(())
-                        })
-                        .await;
+                        remove_runsc_leftovers(Some(root), cgroups).await;
                     });
                 self.ooms.forget(&c.sandbox_id);
             } else {
                 if let Err(e) = c.runsc.delete(&c.id, DeleteOpts { force: true }).await {
                     log::warn!("runsc delete id={}: {e}", c.id);
                 }
-                let (sub, root, cgroups) = (c.sub, c.runsc_root.clone(), c.cgroups_path.clone());
-                let _ = blocking(move || {
-                    if !sub {
-                        runtime::remove_sandbox_root(&root);
-                    }
-                    if let Some(p) = cgroups {
-                        crate::cgroup::remove_leftover(&p);
-                    }
-                    Ok(())
-                })
-                .await;
+                let root = (!c.sub).then(|| c.runsc_root.clone());
+                remove_runsc_leftovers(root, c.cgroups_path.clone()).await;
             }
             let execs: Vec<_> = c.execs().values().cloned().collect();
             for e in execs {
