@@ -332,6 +332,22 @@ impl Containerd {
         self.ctr(&args)
     }
 
+    /// `ctr <args>` on a terminal of `cols` x `rows` (`script` gives it one,
+    /// sized by `stty`), for `-t` runs and execs. `args` is shell text, so
+    /// a command may carry its own quoting. Bounded by [`CTR_LIMIT`].
+    pub fn ctr_in_tty(&self, cols: u16, rows: u16, args: &str) -> Output {
+        let line = format!(
+            "stty cols {cols} rows {rows}; ctr -a {} -n {} {args}",
+            self.socket.display(),
+            self.namespace,
+        );
+        let mut script = Command::new("script");
+        script
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(Stdio::null());
+        output_within(&mut script, CTR_LIMIT).unwrap_or_else(|e| panic!("script {line}: {e}"))
+    }
+
     /// Starts a detached container running `cmd`.
     pub fn run_detached(&self, id: &str, extra: &[&str], cmd: &[&str]) {
         let mut args = vec!["run", "-d", "--runtime", RUNTIME];

@@ -60,18 +60,11 @@ fn exercise(c: &Containerd, id: &str, cfg: &str) -> (String, i32, String) {
     ]);
     let code = out.status.code().unwrap_or(-1);
     // With a terminal (ctr resizes it after the start).
-    let tty = format!(
-        "stty cols 81 rows 21; ctr -a {} -n {} tasks exec -t --exec-id t1 {id} sh -c 'sleep 0.5; stty size; exit 5'",
-        c.socket().display(),
-        c.namespace(),
+    let t = c.ctr_in_tty(
+        81,
+        21,
+        &format!("tasks exec -t --exec-id t1 {id} sh -c 'sleep 0.5; stty size; exit 5'"),
     );
-    let t = test_support::containerd::output_within(
-        Command::new("script")
-            .args(["-qec", &tty, "/dev/null"])
-            .stdin(std::process::Stdio::null()),
-        test_support::containerd::CTR_LIMIT,
-    )
-    .unwrap();
     assert!(t.out().contains("21 81"), "{}", t.out());
     assert_eq!(t.status.code(), Some(5));
     let ps = c.ctr_ok(&["tasks", "ps", id]).out();

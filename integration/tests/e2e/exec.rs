@@ -88,18 +88,11 @@ fn exec_stdio_exit_code_and_kill() {
 fn exec_with_tty() {
     let c = Containerd::start();
     c.run_detached("ex2", &[], &["sleep", "1000"]);
-    let ctr = format!(
-        "stty cols 80 rows 20; ctr -a {} -n {} tasks exec -t --exec-id t1 ex2 sh -c 'sleep 0.5; stty size; exit 4'",
-        c.socket().display(),
-        c.namespace(),
+    let out = c.ctr_in_tty(
+        80,
+        20,
+        "tasks exec -t --exec-id t1 ex2 sh -c 'sleep 0.5; stty size; exit 4'",
     );
-    let out = test_support::containerd::output_within(
-        std::process::Command::new("script")
-            .args(["-qec", &ctr, "/dev/null"])
-            .stdin(Stdio::null()),
-        test_support::containerd::CTR_LIMIT,
-    )
-    .unwrap();
     assert!(out.out().contains("20 80"), "{}", out.out());
     assert_eq!(out.code(), 4);
     c.stop_and_check();

@@ -81,21 +81,16 @@ fn a_pod_member_with_a_terminal() {
         &ann("sandbox").split(' ').collect::<Vec<_>>(),
         &["sleep", "1000"],
     );
-    let ctr = format!(
-        "stty cols 80 rows 20; ctr -a {} -n {} run -t --rm --runtime {} {} {} tty1 sh -c 'sleep 0.3; stty size; exit 3'",
-        c.socket().display(),
-        c.namespace(),
-        crate::RUNTIME,
-        ann("container"),
-        crate::IMAGE_REF,
+    let out = c.ctr_in_tty(
+        80,
+        20,
+        &format!(
+            "run -t --rm --runtime {} {} {} tty1 sh -c 'sleep 0.3; stty size; exit 3'",
+            crate::RUNTIME,
+            ann("container"),
+            crate::IMAGE_REF,
+        ),
     );
-    let out = test_support::containerd::output_within(
-        Command::new("script")
-            .args(["-qec", &ctr, "/dev/null"])
-            .stdin(std::process::Stdio::null()),
-        test_support::containerd::CTR_LIMIT,
-    )
-    .unwrap();
     let text = out.out();
     assert!(text.contains("20 80"), "{text}\n{}", out.err());
     assert_eq!(out.code(), 3, "{text}");

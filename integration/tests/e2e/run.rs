@@ -93,20 +93,14 @@ fn sixty_four_mib_of_stdout_byte_exact() {
 fn tty_with_size() {
     let c = Containerd::start();
     // ctr -t needs a terminal: `script` gives it one, sized by stty.
-    let ctr = format!(
-        "stty cols 123 rows 45; ctr -a {} -n {} run --rm -t --runtime {} {} tty1 sh -c '[ -t 0 ] && echo is-a-tty; sleep 0.5; stty size'",
-        c.socket().display(),
-        c.namespace(),
-        crate::RUNTIME,
+    let out = c.ctr_in_tty(
+        123,
+        45,
+        &format!(
+            "run --rm -t --runtime {} {} tty1 sh -c '[ -t 0 ] && echo is-a-tty; sleep 0.5; stty size'",        crate::RUNTIME,
         crate::IMAGE_REF
+        ),
     );
-    let out = test_support::containerd::output_within(
-        Command::new("script")
-            .args(["-qec", &ctr, "/dev/null"])
-            .stdin(Stdio::null()),
-        test_support::containerd::CTR_LIMIT,
-    )
-    .unwrap();
     let text = out.out();
     assert_eq!(out.code(), 0, "{text}\n{}", out.err());
     assert!(text.contains("is-a-tty"), "{text}");
