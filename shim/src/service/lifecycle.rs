@@ -285,25 +285,15 @@ impl Service {
         // After the exit's event.
         let _turn = p.event_turn().await;
         p.transition(&[Status::Created, Status::Stopped], Status::Deleted)?;
+        // A container that ran on its own sandbox leaves only runsc's state
+        // and cgroups once it exited. Those go off containerd's critical
+        // path, and only once this reply is ready (spawning runsc holds up
+        // the runtime thread for about a millisecond); the shim waits for
+        // them before it exits.
+        let in_background = req.exec_id.is_empty() && !c.sub && !was_created;
         if req.exec_id.is_empty() {
             // Always force: the sandbox may be gone; runsc's state files are not.
-            if !c.sub && !was_created {
-                // The sandbox has exited: what is left is runsc's state and
-                // cgroups. Do it off containerd's critical path; the shim
-                // waits for it before exiting.
-                let r = runtime::without_log(&c.runsc);
-                let id = c.id.clone();
-                let root = c.runsc_root.clone();
-                let cgroups = c.cgroups_path.clone();
-                self.cleanups
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .spawn(async move {
-                        if let Err(e) = r.delete(&id, DeleteOpts { force: true }).await {
-                            log::warn!("runsc delete id={id}: {e}");
-                        }
-                        remove_runsc_leftovers(Some(root), cgroups).await;
-                    });
+            if in_background {
                 self.ooms.forget(&c.sandbox_id);
             } else {
                 if let Err(e) = c.runsc.delete(&c.id, DeleteOpts { force: true }).await {
@@ -350,11 +340,32 @@ impl Service {
                 })
                 .await;
         }
+        if in_background {
+            self.delete_in_background(&c);
+        }
         Ok(api::DeleteResponse {
             pid: p.pid(),
             exit_status: status,
             exited_at: Some(at).into(),
             ..Default::default()
         })
+    }
+
+    /// Force-deletes `c` in runsc and removes its leftovers as a cleanup the
+    /// shim waits for before it exits.
+    fn delete_in_background(&self, c: &Container) {
+        let r = runtime::without_log(&c.runsc);
+        let id = c.id.clone();
+        let root = c.runsc_root.clone();
+        let cgroups = c.cgroups_path.clone();
+        self.cleanups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .spawn(async move {
+                if let Err(e) = r.delete(&id, DeleteOpts { force: true }).await {
+                    log::warn!("runsc delete id={id}: {e}");
+                }
+                remove_runsc_leftovers(Some(root), cgroups).await;
+            });
     }
 }
