@@ -13,19 +13,22 @@ use std::{
 
 use containerd_client::tonic::{self, transport::Channel};
 use k8s_cri::v1::{
-    runtime_service_client::RuntimeServiceClient, ContainerConfig, ContainerMetadata,
-    ContainerState, ContainerStatsRequest, ContainerStatusRequest, CreateContainerRequest,
-    ExecSyncRequest, ExecSyncResponse, ImageSpec, LinuxContainerConfig,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
-    PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    runtime_service_client::RuntimeServiceClient, ContainerState, ContainerStatsRequest,
+    ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ExecSyncResponse,
+    ListPodSandboxRequest, PodSandboxConfig, PodSandboxStatusRequest, RemoveContainerRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    StopPodSandboxRequest,
 };
 use test_support::{
     cni::CniNetwork,
     containerd::{Containerd, CriSetup},
-    image::IMAGE_REF,
 };
+
+mod http;
+mod specs;
+
+pub use http::{http_get, serve_http_script};
+pub use specs::{CtrSpec, PodSpec};
 
 /// The RuntimeClass handler our shim is registered as.
 pub const HANDLER: &str = "runsc";
@@ -41,40 +44,6 @@ pub struct Cri {
     pub net: CniNetwork,
     pub logs: tempfile::TempDir,
     _turn: MutexGuard<'static, ()>,
-}
-
-/// How a pod is asked for.
-#[derive(Debug, Clone, Default)]
-pub struct PodSpec {
-    pub name: String,
-    pub host_network: bool,
-    pub share_pid: bool,
-    pub privileged: bool,
-    pub port_mappings: Vec<(i32, i32)>,
-    pub annotations: Vec<(String, String)>,
-    /// The pod's cgroup (cgroupfs), as the kubelet gives it.
-    pub cgroup_parent: String,
-}
-
-/// How a container is asked for.
-#[derive(Debug, Clone, Default)]
-pub struct CtrSpec {
-    pub name: String,
-    pub args: Vec<String>,
-    pub privileged: bool,
-    pub tty: bool,
-    pub mounts: Vec<(String, String)>,
-    pub memory_limit: i64,
-}
-
-impl CtrSpec {
-    pub fn sh(name: &str, script: &str) -> CtrSpec {
-        CtrSpec {
-            name: name.into(),
-            args: vec!["sh".into(), "-c".into(), script.into()],
-            ..Default::default()
-        }
-    }
 }
 
 fn connect(rt: &tokio::runtime::Runtime, c: &Containerd) -> RuntimeServiceClient<Channel> {
@@ -139,64 +108,6 @@ impl Cri {
         }
     }
 
-    /// The UID the pod named `name` gets.
-    pub fn pod_uid(name: &str) -> String {
-        format!("uid-{}-{}", std::process::id(), name)
-    }
-
-    pub fn pod_config(&self, p: &PodSpec) -> PodSandboxConfig {
-        let uid = Self::pod_uid(&p.name);
-        let log_dir = self.logs.path().join(format!("default_{}_{uid}", p.name));
-        std::fs::create_dir_all(&log_dir).unwrap();
-        let mode = |node: bool| {
-            if node {
-                NamespaceMode::Node as i32
-            } else {
-                NamespaceMode::Pod as i32
-            }
-        };
-        PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata {
-                name: p.name.clone(),
-                uid,
-                namespace: "default".into(),
-                attempt: 0,
-            }),
-            hostname: p.name.clone(),
-            annotations: p.annotations.iter().cloned().collect(),
-            log_directory: log_dir.to_string_lossy().into_owned(),
-            port_mappings: p
-                .port_mappings
-                .iter()
-                .map(|(c, h)| k8s_cri::v1::PortMapping {
-                    protocol: 0,
-                    container_port: *c,
-                    host_port: *h,
-                    host_ip: String::new(),
-                })
-                .collect(),
-            linux: Some(LinuxPodSandboxConfig {
-                cgroup_parent: p.cgroup_parent.clone(),
-                security_context: Some(LinuxSandboxSecurityContext {
-                    namespace_options: Some(NamespaceOption {
-                        network: mode(p.host_network),
-                        pid: if p.share_pid {
-                            NamespaceMode::Pod as i32
-                        } else {
-                            NamespaceMode::Container as i32
-                        },
-                        ipc: NamespaceMode::Pod as i32,
-                        ..Default::default()
-                    }),
-                    privileged: p.privileged,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
     /// RunPodSandbox with handler `runsc`; returns (pod id, its config).
     pub fn run_pod(&mut self, p: &PodSpec) -> (String, PodSandboxConfig) {
         let config = self.pod_config(p);
@@ -217,64 +128,6 @@ impl Cri {
             .into_inner()
             .pod_sandbox_id;
         (id, config)
-    }
-
-    pub fn container_config(
-        &self,
-        pod: &PodSandboxConfig,
-        c: &CtrSpec,
-        share_pid: bool,
-    ) -> ContainerConfig {
-        ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: c.name.clone(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: IMAGE_REF.into(),
-                ..Default::default()
-            }),
-            args: c.args.clone(),
-            log_path: format!("{}.log", c.name),
-            tty: c.tty,
-            stdin: c.tty,
-            mounts: c
-                .mounts
-                .iter()
-                .map(|(host, ctr)| k8s_cri::v1::Mount {
-                    host_path: host.clone(),
-                    container_path: ctr.clone(),
-                    ..Default::default()
-                })
-                .collect(),
-            linux: Some(LinuxContainerConfig {
-                security_context: Some(LinuxContainerSecurityContext {
-                    privileged: c.privileged,
-                    namespace_options: Some(NamespaceOption {
-                        network: pod
-                            .linux
-                            .as_ref()
-                            .and_then(|l| l.security_context.as_ref())
-                            .and_then(|s| s.namespace_options.as_ref())
-                            .map(|n| n.network)
-                            .unwrap_or_default(),
-                        pid: if share_pid {
-                            NamespaceMode::Pod as i32
-                        } else {
-                            NamespaceMode::Container as i32
-                        },
-                        ipc: NamespaceMode::Pod as i32,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                resources: (c.memory_limit > 0).then(|| k8s_cri::v1::LinuxContainerResources {
-                    memory_limit_in_bytes: c.memory_limit,
-                    ..Default::default()
-                }),
-            }),
-            ..Default::default()
-        }
     }
 
     /// CreateContainer + StartContainer; returns the container id.
@@ -468,39 +321,4 @@ impl Drop for Cri {
             self.remove_pods();
         }
     }
-}
-
-/// GET / from `addr` (loopback or the test's own network only), retried
-/// until it answers or 15 s pass.
-pub fn http_get(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let attempt = std::net::TcpStream::connect_timeout(
-            &addr.parse().expect("socket address"),
-            Duration::from_secs(1),
-        )
-        .and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(3)))?;
-            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
-        });
-        match attempt {
-            Ok(body) if !body.is_empty() => return body,
-            _ if std::time::Instant::now() > deadline => {
-                panic!("no answer from {addr}: {attempt:?}")
-            }
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-/// A busybox shell script serving "hello-from-gvisor" over HTTP on `listen`
-/// (`port` or `addr:port`).
-pub fn serve_http_script(listen: &str) -> String {
-    format!(
-        "mkdir -p /www && echo hello-from-gvisor > /www/index.html && exec httpd -f -p {listen} -h /www"
-    )
 }
