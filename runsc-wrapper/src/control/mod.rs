@@ -365,10 +365,8 @@ impl Sandbox {
         } else {
             (&["paused"], "running")
         };
-        if !from.contains(&self.state.status.as_str()) {
-            let why = format!("container is {:?}, not one of {from:?}", self.state.status);
-            return Err(control_error(method, &self.cid, ControlFailure::State(why)));
-        }
+        state::check_status(&self.state.status, from)
+            .map_err(|why| control_error(method, &self.cid, ControlFailure::State(why)))?;
         self.call::<_, serde_json::Value>(method, &(), &[], Some(self.deadline))
             .await?;
         let path = self.state.path.clone();

@@ -125,6 +125,16 @@ pub fn load(root: &Path, cid: &str) -> Result<StateFile, String> {
     parse(&path, &text)
 }
 
+/// Whether a recorded status `now` is one of `from`, the statuses an
+/// operation may start from.
+pub fn check_status(now: &str, from: &[&str]) -> Result<(), String> {
+    if from.contains(&now) {
+        Ok(())
+    } else {
+        Err(format!("container is {now:?}, not one of {from:?}"))
+    }
+}
+
 /// Moves the recorded status from one of `from` to `to` under the lock, as
 /// runsc's own start/pause/resume do (blocking). Unknown fields survive.
 pub fn set_status(path: &Path, from: &[&str], to: &str) -> Result<(), String> {
@@ -133,9 +143,7 @@ pub fn set_status(path: &Path, from: &[&str], to: &str) -> Result<(), String> {
     let mut v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let now = v.get("status").and_then(|s| s.as_str()).unwrap_or_default();
-    if !from.contains(&now) {
-        return Err(format!("container is {now:?}, not one of {from:?}"));
-    }
+    check_status(now, from)?;
     v["status"] = serde_json::Value::String(to.to_string());
     let out = serde_json::to_vec(&v).map_err(|e| e.to_string())?;
     fs::write(path, out).map_err(|e| format!("write {}: {e}", path.display()))
@@ -169,7 +177,11 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         assert_eq!(v["status"], "running");
         assert_eq!(v["goferMountConfs"], serde_json::json!([]));
-        assert!(set_status(&path, &["created"], "running").is_err());
+        assert_eq!(
+            set_status(&path, &["created"], "running"),
+            Err(r#"container is "running", not one of ["created"]"#.to_string())
+        );
         assert_eq!(load(dir.path(), "c1").unwrap().status, "running");
+        assert_eq!(check_status("paused", &["running", "paused"]), Ok(()));
     }
 }
