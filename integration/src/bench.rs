@@ -122,6 +122,47 @@ pub fn loadavg() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Waits, up to `max`, until the CPUs have been at least 90% idle for a
+/// whole second, so a timed scenario does not pay for work the one before
+/// left running (containerd's snapshot removal, a shim's background
+/// `runsc delete`, the previous runsc version's run). Returns the wait in
+/// seconds.
+pub fn settle(max: std::time::Duration) -> f64 {
+    let start = std::time::Instant::now();
+    let mut prev = cpu_jiffies();
+    while start.elapsed() < max {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let now = cpu_jiffies();
+        if let (Some((idle0, total0)), Some((idle1, total1))) = (prev, now) {
+            let total = total1.saturating_sub(total0);
+            if total > 0 && idle1.saturating_sub(idle0) * 10 >= total * 9 {
+                break;
+            }
+        }
+        prev = now;
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// (idle + iowait, all) jiffies summed over the CPUs, from /proc/stat.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    idle_and_all(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+fn idle_and_all(stat: &str) -> Option<(u64, u64)> {
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already counted in user).
+    let all = fields.iter().take(8).sum();
+    Some((fields.get(3)? + fields.get(4).copied().unwrap_or(0), all))
+}
+
 /// Memory of one shim process (kB).
 #[derive(Debug, Clone, Copy)]
 pub struct Mem {
@@ -166,6 +207,14 @@ mod tests {
         let s = |ms, ok| Sample { ms, ok };
         let st = Stats::of(&[s(3.0, true), s(1.0, true), s(100.0, false), s(2.0, true)]);
         assert_eq!((st.median, st.min, st.max, st.failures), (2.0, 1.0, 3.0, 1));
+    }
+
+    #[test]
+    fn idle_counts_iowait_and_all_skips_guest() {
+        let stat = "cpu  100 5 50 800 20 1 2 3 40 0\ncpu0 50 2 25 400 10 0 1 1 20 0\n";
+        assert_eq!(idle_and_all(stat), Some((820, 981)));
+        assert_eq!(idle_and_all("cpu  1 2\n"), None);
+        assert_eq!(idle_and_all(""), None);
     }
 
     #[test]

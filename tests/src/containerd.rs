@@ -59,6 +59,26 @@ fn spawn_containerd(program: &Path, dir: &Path, path: &std::ffi::OsStr) -> Child
         .expect("spawn containerd")
 }
 
+/// containerd's log level. containerd also passes `-debug` to its shims at
+/// `Debug`, so the level sets how much both of them log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    /// What tests run at: every request and shim message lands in
+    /// containerd.log for diagnosing a failure.
+    Debug,
+    /// containerd's default, as nodes run it: what benchmarks measure.
+    Info,
+}
+
+impl LogLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+        }
+    }
+}
+
 /// A namespace no other test (or earlier run) uses: runsc keeps its state
 /// under `/run/containerd/runsc/<namespace>`.
 fn unique_namespace() -> String {
@@ -119,19 +139,24 @@ impl Containerd {
 
     /// Like [`Containerd::start`] with extra directories prepended to `PATH`.
     pub fn start_with_path(path_dirs: &[PathBuf]) -> Containerd {
-        Self::launch(path_dirs, None)
+        Self::launch(path_dirs, None, LogLevel::Debug)
+    }
+
+    /// Like [`Containerd::start_with_path`] at log level `level`.
+    pub fn start_at_level(path_dirs: &[PathBuf], level: LogLevel) -> Containerd {
+        Self::launch(path_dirs, None, level)
     }
 
     /// A containerd whose CRI plugin runs pods through our shim (handler
     /// and default runtime `runsc`), with the busybox and pause images.
     pub fn start_cri(setup: &CriSetup) -> Containerd {
-        let c = Self::launch(&[shim_dir()], Some(setup));
+        let c = Self::launch(&[shim_dir()], Some(setup), LogLevel::Debug);
         let archive = image::pause_archive().to_string_lossy();
         c.ctr_ok(&["images", "import", &archive]);
         c
     }
 
-    fn launch(path_dirs: &[PathBuf], cri: Option<&CriSetup>) -> Containerd {
+    fn launch(path_dirs: &[PathBuf], cri: Option<&CriSetup>, level: LogLevel) -> Containerd {
         require_e2e();
         let dir = tempfile::Builder::new()
             .prefix("ctrd-")
@@ -174,13 +199,14 @@ state = "{state}"
 [ttrpc]
   address = "{sock}.ttrpc"
 [debug]
-  level = "debug"
+  level = "{level}"
 [plugins."io.containerd.internal.v1.opt"]
   path = "{root}/opt"
 "#,
             root = d.join("root").display(),
             state = d.join("state").display(),
             sock = socket.display(),
+            level = level.as_str(),
         );
         let program = Path::new("containerd");
         let c = Self::boot(dir, program, &config, namespace, runsc_root, path_dirs);

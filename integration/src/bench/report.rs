@@ -27,6 +27,9 @@ pub struct Report {
     pub load_before: f64,
     /// Load after.
     pub load_after: f64,
+    /// Seconds spent waiting for an idle machine before the timed
+    /// scenarios, summed.
+    pub settle_s: f64,
     /// Timed scenarios: [ours, Go shim, bare runsc].
     pub results: BTreeMap<&'static str, [Stats; 3]>,
     /// Shim memory, one container per shim: [ours, Go].
@@ -249,8 +252,8 @@ impl Report {
     /// The markdown tables.
     pub fn markdown(&self) -> String {
         let mut o = format!(
-            "## runsc-shim benchmark (runsc {}, {} iterations, load {:.2} -> {:.2})\n\n| scenario | ours | Go shim + runsc | bare runsc | ours/Go | ours/bare |\n|---|---|---|---|---|---|\n",
-            self.runsc_version, self.iterations, self.load_before, self.load_after
+            "## runsc-shim benchmark (runsc {}, {} iterations, load {:.2} -> {:.2}, {:.0} s waiting for idle CPUs before timed scenarios; containerd at log level info)\n\n| scenario | ours | Go shim + runsc | bare runsc | ours/Go | ours/bare |\n|---|---|---|---|---|---|\n",
+            self.runsc_version, self.iterations, self.load_before, self.load_after, self.settle_s
         );
         for (name, [a, b, c]) in &self.results {
             o += &format!(
@@ -359,6 +362,7 @@ impl Report {
             "iterations": self.iterations,
             "loadavg_before": self.load_before,
             "loadavg_after": self.load_after,
+            "settle_seconds": self.settle_s,
             "results": results,
             "memory_single": {"ours": mems(&self.mem_single[0]), "go_shim": mems(&self.mem_single[1])},
             "pod": {

@@ -25,7 +25,7 @@ use integration::bench::{
     Config, Sample, Stats,
 };
 use test_support::{
-    containerd::{pids_matching, Containerd, OutputExt, RUNTIME},
+    containerd::{pids_matching, shim_dir, Containerd, LogLevel, OutputExt, RUNTIME},
     image::{write_busybox_rootfs, IMAGE_REF},
 };
 
@@ -59,17 +59,21 @@ fn main() {
     fs::write(&wrapper, "#!/bin/sh\nexec runsc --network=none \"$@\"\n").expect("wrapper");
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod");
 
-    let ours = Containerd::start();
-    let go = Containerd::start_with_path(&[]);
+    // containerd's default log level, as nodes run it: at debug, containerd
+    // and both shims (which it starts with -debug) log every request.
+    let ours = Containerd::start_at_level(&[shim_dir()], LogLevel::Info);
+    let go = Containerd::start_at_level(&[], LogLevel::Info);
     let bare = Bare::new(work.path());
     let w = wrapper.to_string_lossy().into_owned();
     let ours_rt: Vec<&str> = vec!["--runtime", RUNTIME];
     let go_rt: Vec<&str> = vec!["--runtime", "io.containerd.runc.v2", "--runc-binary", &w];
 
+    let mut settle_s = 0.0;
     let mut results: BTreeMap<&str, [Stats; 3]> = BTreeMap::new();
     let n = cfg.iterations;
 
     eprintln!("bench: start");
+    settle_s += settle();
     let mut s: [Vec<Sample>; 3] = Default::default();
     for i in 0..n + cfg.warmup {
         let order = bench::rotation(i);
@@ -91,6 +95,7 @@ fn main() {
     ours.run_detached("oexecbox", &ours_rt, &["sleep", "100000"]);
     go_run(&go, &go_rt, "gexecbox", &["sleep", "100000"], "-d");
     bare.run_detached("bexecbox", &["sleep", "100000"]);
+    settle_s += settle();
     // CPU of the execs: the shims' own and reaped children's (ms), and
     // bare `runsc exec` as the benchmark's own reaped child.
     let shims = [(&ours, "oexecbox"), (&go, "gexecbox")].map(|(c, id)| {
@@ -162,6 +167,7 @@ fn main() {
     let pod_go = scenarios::pod_separate(&go, &go_rt, "gpod");
 
     eprintln!("bench: stdout");
+    settle_s += settle();
     let mut s: [Vec<Sample>; 3] = Default::default();
     let dd = ["dd", "if=/dev/zero", "bs=1M", "count=512"];
     let iters = cfg.iterations.clamp(1, 5);
@@ -199,6 +205,7 @@ fn main() {
     );
 
     eprintln!("bench: 20 concurrent starts");
+    settle_s += settle();
     let mut conc = [Vec::new(), Vec::new()];
     for round in 0..iters {
         for &k in &bench::rotation(round)[..] {
@@ -242,6 +249,7 @@ fn main() {
         iterations: n,
         load_before,
         load_after,
+        settle_s,
         results,
         mem_single,
         pod_ours,
@@ -260,6 +268,13 @@ fn main() {
     go.remove_all();
     drop(go);
     ours.stop_and_check();
+}
+
+/// Waits for idle CPUs (at most 60 s) and says how long it took.
+fn settle() -> f64 {
+    let waited = bench::settle(std::time::Duration::from_secs(60));
+    eprintln!("bench: waited {waited:.0} s for idle CPUs");
+    waited
 }
 
 /// Id prefixes per configuration: runsc sandbox ids are host-global.
