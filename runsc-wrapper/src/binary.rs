@@ -131,14 +131,20 @@ impl Runsc {
         let stored = disk
             .as_deref()
             .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|text| from_text(&text));
+            .and_then(|text| {
+                // The hash in the name could collide: the header says
+                // which binary the file is about.
+                let (head, body) = text.split_once('\n')?;
+                (head == cache_header(&key)).then(|| from_text(body))?
+            });
         if let Some(v) = stored {
             remember(&v);
             return Ok(v);
         }
         let v = ask.await?;
         if let Some(path) = &disk {
-            write_cache(path, &to_text(&v));
+            write_cache(path, &format!("{}\n{}", cache_header(&key), to_text(&v)));
+            prune_cache(path.parent().unwrap_or(Path::new("/")));
         }
         remember(&v);
         Ok(v)
@@ -151,6 +157,48 @@ fn disk_cache_name(what: &str, key: &BinaryKey) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);
     format!(".runsc-{what}-{:016x}", h.finish())
+}
+
+/// A cache file's first line: the binary and modification time it is
+/// about (path last: it may hold spaces).
+fn cache_header((path, mtime): &BinaryKey) -> String {
+    let mtime = mtime
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or_else(|| "-".to_string(), |d| d.as_nanos().to_string());
+    format!("runsc-binary {mtime} {}", path.display())
+}
+
+/// Removes the cache files of binaries that are gone or have changed since
+/// (an upgraded runsc, a wrapper script in a directory since removed), and
+/// files without a header, so the directory holds only what is still
+/// true. Runs after each new entry, which is rare: once per binary.
+fn prune_cache(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // Another process's file being written is not ours to judge.
+        if !name.starts_with(".runsc-") || name.contains(".tmp") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let head = text.lines().next().unwrap_or_default();
+        let current = head
+            .strip_prefix("runsc-binary ")
+            .and_then(|rest| rest.split_once(' '))
+            .map(|(_, path)| PathBuf::from(path))
+            .is_some_and(|path| {
+                let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+                mtime.is_some() && head == cache_header(&(path, mtime))
+            });
+        if !current {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Writes a cache file atomically; a failure only costs a later runsc call.

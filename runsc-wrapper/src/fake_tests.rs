@@ -1,7 +1,11 @@
 //! Failure paths and argv checks against a fake runsc: a shell script
 //! written per test that records its argv and stdin, then behaves as told.
 
-use std::{fs, path::PathBuf};
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use oci_spec::runtime::{LinuxResources, ProcessBuilder};
 use tempfile::TempDir;
@@ -360,6 +364,90 @@ async fn flags_are_listed_once_per_binary() {
     r.flags().await.unwrap();
     let calls = fs::read_to_string(fake.path("flag-calls")).unwrap();
     assert_eq!(calls.lines().count(), 1, "asked runsc twice");
+}
+
+/// What a new process of a runsc at `fake`, caching in `cache`, knows of
+/// its flags: the in-memory cache of this one is dropped first.
+async fn flags_in_new_process(fake: &Fake, cache: &Path) -> BTreeSet<String> {
+    super::binary::FLAGS_CACHE
+        .lock()
+        .unwrap()
+        .retain(|(p, _), _| !p.starts_with(fake.dir.path()));
+    let r = GlobalOpts::new()
+        .command(fake.path("runsc"))
+        .cache_dir(cache)
+        .build();
+    r.flags().await.unwrap().as_ref().clone()
+}
+
+fn cache_files(cache: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_changed_binary_is_asked_again_and_its_old_answer_dropped() {
+    let fake = Fake::new("echo run >> \"$dir/flag-calls\"\nprintf '  -overlay2 value\\n' >&2");
+    let cache = tempfile::tempdir().unwrap();
+    assert!(flags_in_new_process(&fake, cache.path())
+        .await
+        .contains("overlay2"));
+    assert_eq!(cache_files(cache.path()).len(), 1);
+    // An upgrade in place: same path, new modification time.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    fs::File::options()
+        .append(true)
+        .open(fake.path("runsc"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    assert!(flags_in_new_process(&fake, cache.path())
+        .await
+        .contains("overlay2"));
+    let calls = fs::read_to_string(fake.path("flag-calls")).unwrap();
+    assert_eq!(
+        calls.lines().count(),
+        2,
+        "the upgraded binary was not asked"
+    );
+    assert_eq!(cache_files(cache.path()).len(), 1, "the old answer stayed");
+}
+
+#[tokio::test]
+async fn cache_files_of_binaries_since_removed_are_pruned() {
+    let cache = tempfile::tempdir().unwrap();
+    // An old-format file (no header) and a removed wrapper's answer.
+    fs::write(
+        cache.path().join(".runsc-flags-0000000000000000"),
+        "debug\n",
+    )
+    .unwrap();
+    let gone = Fake::new("printf '  -debug\\n' >&2");
+    flags_in_new_process(&gone, cache.path()).await;
+    drop(gone);
+    // Not ours: a file another process is still writing, and other files.
+    fs::write(cache.path().join(".runsc-flags-1111111111111111.tmp42"), "").unwrap();
+    fs::write(cache.path().join("other"), "").unwrap();
+    let kept = Fake::new("printf '  -network value\\n' >&2");
+    assert!(flags_in_new_process(&kept, cache.path())
+        .await
+        .contains("network"));
+    let files = cache_files(cache.path());
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files.contains(&"other".to_string()));
+    assert!(files.iter().any(|f| f.ends_with(".tmp42")));
+    let entry = files
+        .iter()
+        .find(|f| f.starts_with(".runsc-flags-") && !f.contains(".tmp"));
+    let text = fs::read_to_string(cache.path().join(entry.unwrap())).unwrap();
+    assert!(
+        text.contains(&kept.path("runsc").display().to_string()),
+        "{text}"
+    );
 }
 
 #[tokio::test]
