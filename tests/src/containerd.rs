@@ -376,7 +376,12 @@ impl Containerd {
 
     /// Starts a detached container running `cmd`.
     pub fn run_detached(&self, id: &str, extra: &[&str], cmd: &[&str]) {
-        let mut args = vec!["run", "-d", "--runtime", RUNTIME];
+        // ctr leaves a detached task's FIFOs for whoever deletes the task;
+        // when its shim was killed nobody does. Keep them in our directory,
+        // which goes with us, not in /run/containerd/fifo.
+        let fifo_dir = self.dir.path().join("fifo");
+        let fifo_dir = fifo_dir.to_string_lossy();
+        let mut args = vec!["run", "-d", "--fifo-dir", &fifo_dir, "--runtime", RUNTIME];
         args.extend_from_slice(extra);
         args.push(crate::image::IMAGE_REF);
         args.push(id);
