@@ -165,6 +165,11 @@ fn main() {
     eprintln!("bench: pod memory");
     let pod_ours = scenarios::pod_ours(&ours, &ours_rt, "opod");
     let pod_go = scenarios::pod_separate(&go, &go_rt, "gpod");
+    // The pods and exec boxes have served: the scenarios still to come
+    // should not share the CPUs with their ten idle sandboxes.
+    ours.remove_all();
+    go.remove_all();
+    bare.remove_exec_box();
 
     eprintln!("bench: stdout");
     settle_s += settle();
@@ -401,11 +406,15 @@ impl Bare {
             .unwrap_or(false)
     }
 
-    fn cleanup(&self) {
+    fn remove_exec_box(&self) {
         let _ = self
             .runsc()
             .args(["delete", "--force", "bexecbox"])
             .status();
+    }
+
+    fn cleanup(&self) {
+        self.remove_exec_box();
         let _ = fs::remove_dir_all(&self.root);
     }
 }
