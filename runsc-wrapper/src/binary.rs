@@ -142,9 +142,9 @@ impl Runsc {
             return Ok(v);
         }
         let v = ask.await?;
-        if let Some(path) = &disk {
+        if let (Some(dir), Some(path)) = (&self.cache_dir, &disk) {
             write_cache(path, &format!("{}\n{}", cache_header(&key), to_text(&v)));
-            prune_cache(path.parent().unwrap_or(Path::new("/")));
+            prune_cache(dir);
         }
         remember(&v);
         Ok(v)
@@ -159,13 +159,16 @@ fn disk_cache_name(what: &str, key: &BinaryKey) -> String {
     format!(".runsc-{what}-{:016x}", h.finish())
 }
 
+/// How a cache file's first line starts.
+const HEADER_PREFIX: &str = "runsc-binary ";
+
 /// A cache file's first line: the binary and modification time it is
 /// about (path last: it may hold spaces).
 fn cache_header((path, mtime): &BinaryKey) -> String {
     let mtime = mtime
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or_else(|| "-".to_string(), |d| d.as_nanos().to_string());
-    format!("runsc-binary {mtime} {}", path.display())
+    format!("{HEADER_PREFIX}{mtime} {}", path.display())
 }
 
 /// Removes the cache files of binaries that are gone or have changed since
@@ -188,7 +191,7 @@ fn prune_cache(dir: &Path) {
         };
         let head = text.lines().next().unwrap_or_default();
         let current = head
-            .strip_prefix("runsc-binary ")
+            .strip_prefix(HEADER_PREFIX)
             .and_then(|rest| rest.split_once(' '))
             .map(|(_, path)| PathBuf::from(path))
             .is_some_and(|path| {

@@ -454,19 +454,13 @@ async fn cache_files_of_binaries_since_removed_are_pruned() {
 async fn flags_are_cached_on_disk_for_other_processes() {
     let fake = Fake::new("echo run >> \"$dir/flag-calls\"\nprintf '  -overlay2 value\\n' >&2");
     let cache = fake.path("cache");
-    let r = || {
-        GlobalOpts::new()
-            .command(fake.path("runsc"))
-            .cache_dir(&cache)
-            .build()
-    };
-    assert!(r().flags().await.unwrap().contains("overlay2"));
+    assert!(flags_in_new_process(&fake, &cache)
+        .await
+        .contains("overlay2"));
     // Another process: the in-memory cache is gone, the file is not.
-    super::binary::FLAGS_CACHE
-        .lock()
-        .unwrap()
-        .retain(|(p, _), _| !p.starts_with(fake.dir.path()));
-    assert!(r().flags().await.unwrap().contains("overlay2"));
+    assert!(flags_in_new_process(&fake, &cache)
+        .await
+        .contains("overlay2"));
     let calls = fs::read_to_string(fake.path("flag-calls")).unwrap();
     assert_eq!(calls.lines().count(), 1, "asked runsc twice");
 }
