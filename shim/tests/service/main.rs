@@ -219,7 +219,12 @@ impl Harness {
             id: id.into(),
             ..Default::default()
         };
-        self.svc.delete(&ctx(), req).await.map_err(code)
+        let res = self.svc.delete(&ctx(), req).await.map_err(code);
+        // A root's runsc delete runs in the background; let it finish, as
+        // the shim does before it exits, so it cannot write into this
+        // harness's directory while the directory is being removed.
+        self.svc.finish_cleanups().await;
+        res
     }
 
     /// Topics published for container `id`, waiting until `last` is among them.
