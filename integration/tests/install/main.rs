@@ -131,6 +131,15 @@ fn assert_installed_shim(bin: &Path) {
         "{}",
         bin.display()
     );
+    // `-v` is how users check what they installed; it needs no containerd.
+    let out = Command::new(bin).arg("-v").env_clear().output().unwrap();
+    assert!(out.status.success(), "{} -v: {}", bin.display(), out.err());
+    assert!(
+        out.out().starts_with(&format!("{SHIM}:\n  Version:  ")),
+        "{} -v printed {:?}",
+        bin.display(),
+        out.out()
+    );
 }
 
 #[test]
