@@ -210,6 +210,35 @@ pub fn sandbox_root(options: &Options, namespace: &str, sandbox_id: &str) -> Str
         .into_owned()
 }
 
+/// Left in a sandbox's runsc root by the shim that removes it after the
+/// container's Delete was answered; holds that shim's pid and goes with
+/// the root, last. A new container of the same id waits for it.
+pub const CLEANUP_MARK: &str = ".shim-cleanup";
+
+/// Marks `root` as being removed by this shim ([`CLEANUP_MARK`]).
+pub fn mark_cleanup(root: &str) {
+    let mark = Path::new(root).join(CLEANUP_MARK);
+    if let Err(e) = std::fs::write(&mark, std::process::id().to_string()) {
+        log::warn!("write {}: {e}", mark.display());
+    }
+}
+
+/// Whether a live shim (this one included) is still removing `root`.
+pub fn cleanup_pending(root: &str) -> bool {
+    std::fs::read_to_string(Path::new(root).join(CLEANUP_MARK))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .is_some_and(|pid| pid == std::process::id() || process_alive(pid))
+}
+
+/// Whether `pid` names a live (not zombie) process.
+pub fn process_alive(pid: u32) -> bool {
+    pid != 0
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+}
+
 /// Removes a sandbox's runsc root with whatever runsc left in it (a
 /// killed `runsc create` leaves its lock file). Only for a sandbox that is
 /// gone: every container in that root belonged to it.

@@ -27,9 +27,31 @@ use crate::{
 };
 
 /// A container id can come back while the previous shim of that id still
-/// removes runsc's state in the background, or after a crash left it behind:
-/// wait briefly, then force it away, so `runsc create` starts clean.
+/// removes runsc's state, cgroup and root in the background (until its
+/// cleanup mark goes; bounded, as that shim bounds its cleanups), or after
+/// a crash left state behind: wait briefly, then force it away, so `runsc
+/// create` starts clean and nothing of the old container's removal hits
+/// the new one.
 async fn settle_stale_state(runsc: &runsc::Runsc, root: &str, id: &str) {
+    let since = Instant::now();
+    let mut waited = false;
+    while runtime::cleanup_pending(root) {
+        if since.elapsed() > std::time::Duration::from_secs(10) {
+            log::warn!("runsc root {root} still being removed after 10s: going on");
+            break;
+        }
+        waited = true;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    if waited {
+        let took = since.elapsed();
+        log::debug!("create id={id} waited {took:?} for the previous removal of {root}");
+    }
+    // The previous removal may have taken the directory with it.
+    if let Err(e) = std::fs::create_dir_all(root) {
+        log::warn!("create runsc root {root}: {e}");
+    }
+    let _ = std::fs::remove_file(Path::new(root).join(runtime::CLEANUP_MARK));
     for _ in 0..100 {
         if !runtime::runsc_knows(root, id) {
             return;

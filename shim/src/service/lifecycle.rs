@@ -29,27 +29,20 @@ pub(super) async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(Error::Other(format!("blocking task failed: {e}"))))
 }
 
-/// Removes what runsc leaves after its delete: a sandbox's runsc root
-/// (`root`, for a sandbox only) and the container's cgroup where runsc left
-/// it empty.
+/// Removes what runsc leaves after its delete: the container's cgroup where
+/// runsc left it empty, then a sandbox's runsc root (`root`, for a sandbox
+/// only). The root goes last: its [`runtime::CLEANUP_MARK`] tells a new
+/// container of the same id when nothing of the old one is left.
 pub(super) async fn remove_runsc_leftovers(root: Option<String>, cgroups: Option<PathBuf>) {
     let _ = tokio::task::spawn_blocking(move || {
-        if let Some(root) = root {
-            runtime::remove_sandbox_root(&root);
-        }
         if let Some(p) = cgroups {
             crate::cgroup::remove_leftover(&p);
         }
+        if let Some(root) = root {
+            runtime::remove_sandbox_root(&root);
+        }
     })
     .await;
-}
-
-/// Whether `pid` names a live (not zombie) process.
-fn process_alive(pid: u32) -> bool {
-    pid != 0
-        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| !s.contains(") Z "))
-            .unwrap_or(false)
 }
 
 /// Reads a pid file runsc wrote.
@@ -209,9 +202,9 @@ impl Service {
         if !c.sub {
             return true;
         }
-        self.containers()
-            .get(&c.sandbox_id)
-            .is_none_or(|root| root.init.exit().is_some() || !process_alive(root.init.pid()))
+        self.containers().get(&c.sandbox_id).is_none_or(|root| {
+            root.init.exit().is_some() || !runtime::process_alive(root.init.pid())
+        })
     }
 
     /// Drains output, records the exit, publishes OOM (first) and exit.
@@ -308,7 +301,12 @@ impl Service {
             }
             p.io.close().await;
             let (b, mounted) = (c.bundle.clone(), c.rootfs_mounted);
+            let mark = in_background.then(|| c.runsc_root.clone());
             let _ = tokio::task::spawn_blocking(move || {
+                // Before the answer: the client may reuse the id at once.
+                if let Some(root) = mark {
+                    runtime::mark_cleanup(&root);
+                }
                 mount::remove_filestores(&b);
                 if mounted {
                     mount::unmount_rootfs(&b);

@@ -368,3 +368,30 @@ async fn a_runsc_that_dies_mid_create_leaves_nothing() {
     h.create("d1").await.unwrap();
     h.delete("d1").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_reused_id_waits_until_the_previous_container_is_removed() {
+    let h = Harness::new("").await;
+    h.create("r1").await.unwrap();
+    h.start("r1", "").await.unwrap();
+    h.kill("r1", "", SIGKILL).await.unwrap();
+    assert_eq!(h.wait("r1").await, 137);
+    // The old container's runsc delete and root removal run after Delete's
+    // answer; a slow one must not reach the new container's root.
+    h.set("slow-delete");
+    h.delete_answered("r1").await.unwrap();
+    let root = h.path("root/test/r1");
+    assert!(root.join(".shim-cleanup").is_file());
+    let since = std::time::Instant::now();
+    h.create("r1").await.unwrap();
+    assert!(
+        since.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        since.elapsed()
+    );
+    h.svc.finish_cleanups().await;
+    assert!(root.is_dir(), "the new container's runsc root was removed");
+    assert!(!root.join(".shim-cleanup").exists());
+    std::fs::remove_file(h.path("slow-delete")).unwrap();
+    h.delete("r1").await.unwrap();
+}

@@ -215,16 +215,21 @@ impl Harness {
     }
 
     pub async fn delete(&self, id: &str) -> Result<api::DeleteResponse, Code> {
-        let req = api::DeleteRequest {
-            id: id.into(),
-            ..Default::default()
-        };
-        let res = self.svc.delete(&ctx(), req).await.map_err(code);
+        let res = self.delete_answered(id).await;
         // A root's runsc delete runs in the background; let it finish, as
         // the shim does before it exits, so it cannot write into this
         // harness's directory while the directory is being removed.
         self.svc.finish_cleanups().await;
         res
+    }
+
+    /// Delete, returning with its answer (the background cleanup may run on).
+    pub async fn delete_answered(&self, id: &str) -> Result<api::DeleteResponse, Code> {
+        let req = api::DeleteRequest {
+            id: id.into(),
+            ..Default::default()
+        };
+        self.svc.delete(&ctx(), req).await.map_err(code)
     }
 
     /// Topics published for container `id`, waiting until `last` is among them.
