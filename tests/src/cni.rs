@@ -24,9 +24,18 @@ pub struct CniNetwork {
     pub bridge: String,
     /// The subnet's first three octets, e.g. `10.214.7`.
     pub prefix: String,
+    netns_before: BTreeSet<String>,
+    /// What to undo (on drop, or by the panic hook of a binary that aborts).
+    undo: Undo,
+    _abort: crate::abort::Registered,
+}
+
+/// What a network added to the host, to be taken away again.
+#[derive(Debug, Clone)]
+struct Undo {
+    bridge: String,
     ip_forward: Option<String>,
     chains_before: BTreeSet<String>,
-    netns_before: BTreeSet<String>,
 }
 
 /// Chains in iptables' nat table whose names start with `CNI-`.
@@ -88,13 +97,19 @@ impl CniNetwork {
             serde_json::to_vec_pretty(&conf).expect("json"),
         )
         .expect("write cni conf");
+        let undo = Undo {
+            bridge: bridge.clone(),
+            ip_forward: fs::read_to_string(IP_FORWARD).ok(),
+            chains_before: cni_chains(),
+        };
+        let on_abort = undo.clone();
         CniNetwork {
             conf_dir,
             bridge,
             prefix,
-            ip_forward: fs::read_to_string(IP_FORWARD).ok(),
-            chains_before: cni_chains(),
             netns_before: cni_netns(),
+            undo,
+            _abort: crate::abort::on_abort(move || on_abort.run()),
         }
     }
 
@@ -109,6 +124,13 @@ impl CniNetwork {
 
 impl Drop for CniNetwork {
     fn drop(&mut self) {
+        self.undo.run();
+    }
+}
+
+impl Undo {
+    /// Removes the bridge and the chains added since, restores ip_forward.
+    fn run(&self) {
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();

@@ -32,6 +32,8 @@ pub struct Containerd {
     path: std::ffi::OsString,
     /// The containerd binary (`containerd`: looked up on `PATH`).
     program: PathBuf,
+    /// The teardown a panic in a binary that aborts still runs.
+    _abort: crate::abort::Registered,
 }
 
 /// The gRPC socket's name in a private containerd's directory.
@@ -232,14 +234,21 @@ state = "{state}"
             path.push(":");
             path.push(p);
         }
+        let traces = teardown::Traces {
+            dir: dir.path().to_path_buf(),
+            socket: dir.path().join(SOCKET_NAME),
+            namespace: namespace.clone(),
+            runsc_root: runsc_root.clone(),
+        };
         let c = Containerd {
             child: Some(spawn_containerd(program, dir.path(), &path)),
-            socket: dir.path().join(SOCKET_NAME),
+            socket: traces.socket.clone(),
             dir,
             namespace,
             runsc_root,
             path,
             program: program.to_path_buf(),
+            _abort: crate::abort::on_abort(move || traces.abort()),
         };
         c.wait_ready();
         c

@@ -1,5 +1,7 @@
 //! Shared test support for the workspace's test suites.
 //!
+//! - [`abort`]: cleanups that also run when a binary built to abort on
+//!   panic (`make demo`, `make bench`) panics.
 //! - [`bundle`]: OCI bundles with a busybox rootfs, for driving runsc directly.
 //! - [`image`]: an OCI image tarball built from busybox, for `ctr images import`.
 //! - [`containerd`]: a private containerd (own config, root, state and socket)
@@ -15,6 +17,7 @@
 //! fail loudly rather than skip when something is missing.
 #![allow(clippy::unwrap_used)]
 
+pub mod abort;
 pub mod bundle;
 pub mod cni;
 pub mod configured;

@@ -9,6 +9,7 @@ pub struct TestNetns {
     name: String,
     /// The address inside the namespace.
     pub inner: String,
+    _abort: crate::abort::Registered,
 }
 
 impl TestNetns {
@@ -28,9 +29,11 @@ impl TestNetns {
             format!("{base}.{}", 4 * tag + 1),
             format!("{base}.{}", 4 * tag + 2),
         );
+        let doomed = name.clone();
         let n = TestNetns {
             name: name.clone(),
             inner: inner.clone(),
+            _abort: crate::abort::on_abort(move || delete_netns(&doomed)),
         };
         for args in [
             vec!["netns", "add", &name],
@@ -66,9 +69,11 @@ impl TestNetns {
 
 impl Drop for TestNetns {
     fn drop(&mut self) {
-        // Deleting the namespace deletes the veth pair with it.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        delete_netns(&self.name);
     }
+}
+
+/// Deleting the namespace deletes the veth pair with it.
+fn delete_netns(name: &str) {
+    let _ = Command::new("ip").args(["netns", "del", name]).status();
 }

@@ -30,6 +30,8 @@ use test_support::{
 };
 
 fn main() {
+    // Built with panic = "abort": a panic must still take down what it made.
+    test_support::abort::clean_up_on_panic();
     let cfg = Config::from_args();
     if let Some(d) = &cfg.shim_dir {
         std::env::set_var("RUNSC_SHIM_DIR", d);
@@ -64,6 +66,13 @@ fn main() {
     let ours = Containerd::start_at_level(&[shim_dir()], LogLevel::Info);
     let go = Containerd::start_at_level(&[], LogLevel::Info);
     let bare = Bare::new(work.path());
+    let _bare_on_abort = test_support::abort::on_abort({
+        let (bare, work) = (bare.clone(), work.path().to_path_buf());
+        move || {
+            bare.cleanup();
+            let _ = fs::remove_dir_all(work);
+        }
+    });
     let w = wrapper.to_string_lossy().into_owned();
     let ours_rt: Vec<&str> = vec!["--runtime", RUNTIME];
     let go_rt: Vec<&str> = vec!["--runtime", "io.containerd.runc.v2", "--runc-binary", &w];
@@ -325,6 +334,7 @@ fn shim_memory(c: &Containerd, binary: &str) -> Vec<bench::Mem> {
 }
 
 /// Bare runsc with bundles built like the test image.
+#[derive(Clone)]
 struct Bare {
     root: PathBuf,
     dir: PathBuf,

@@ -5,6 +5,8 @@
 use test_support::{containerd::Containerd, image::IMAGE_REF};
 
 fn main() {
+    // Built with panic = "abort": a panic must still take down what it made.
+    test_support::abort::clean_up_on_panic();
     let ctrd = Containerd::start();
     println!("private containerd at {}", ctrd.socket().display());
     let script = "echo Hello from busybox inside gVisor; uname -a; dmesg | head -3";

@@ -6,6 +6,8 @@
 use integration::cri::{http_get, serve_http_script, Cri, CtrSpec, PodSpec};
 
 fn main() {
+    // Built with panic = "abort": a panic must still take down what it made.
+    test_support::abort::clean_up_on_panic();
     let mut cri = Cri::start();
     println!(
         "private containerd with the CRI plugin at {}",

@@ -1,7 +1,9 @@
 //! Tearing a test's containerd down and checking what it left: the shim
 //! sockets, shim and runsc processes, mounts and cgroups that belong to
 //! this containerd, removed on drop and reported by
-//! [`Containerd::stop_and_check`].
+//! [`Containerd::stop_and_check`]. What a teardown needs to find them is
+//! kept apart ([`Traces`]), so a binary that aborts on panic can remove
+//! them too (see [`crate::abort`]).
 
 use std::{
     collections::BTreeSet,
@@ -13,14 +15,24 @@ use std::{
 
 use super::{mounts_under, pids_matching, Containerd, SOCKET_DIR};
 
-impl Containerd {
+/// Where a private containerd's processes, sockets, mounts, runsc state
+/// and cgroups can be found, without its handle.
+#[derive(Debug, Clone)]
+pub(crate) struct Traces {
+    pub(crate) dir: PathBuf,
+    pub(crate) socket: PathBuf,
+    pub(crate) namespace: String,
+    pub(crate) runsc_root: PathBuf,
+}
+
+impl Traces {
     /// Shim sockets of this containerd that exist now. Tests run in
     /// parallel, so only sockets whose name derives (as containerd derives
     /// it) from this containerd's address, namespace and one of the
     /// container ids it saw count; the others belong to other tests.
-    pub fn own_sockets(&self) -> Vec<PathBuf> {
+    fn own_sockets(&self) -> Vec<PathBuf> {
         use sha2::{Digest, Sha256};
-        let log = self.log();
+        let log = fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
         let ids: BTreeSet<&str> = log
             .lines()
             .filter(|l| l.contains("msg=\"prepare snapshot\""))
@@ -40,11 +52,88 @@ impl Containerd {
     }
 
     /// Pids of shim processes serving this containerd.
-    pub fn shim_pids(&self) -> Vec<i32> {
+    fn shim_pids(&self) -> Vec<i32> {
         pids_matching(|cmd| {
             cmd.contains("containerd-shim-runsc-v1")
                 && cmd.contains(&*self.socket.to_string_lossy())
         })
+    }
+
+    /// Once containerd is stopped: kills what it left running (shims,
+    /// runsc), unmounts what is mounted under its directory, removes its
+    /// shim sockets, runsc state and namespace cgroup.
+    fn sweep(&self) {
+        kill_all(self.shim_pids());
+        let root = self.runsc_root.to_string_lossy().into_owned();
+        kill_all(pids_matching(|cmd| {
+            cmd.contains("runsc") && cmd.contains(&root)
+        }));
+        let mut mounts = mounts_under(&self.dir);
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        for s in self.own_sockets() {
+            let _ = fs::remove_file(s);
+        }
+        let _ = fs::remove_dir_all(&self.runsc_root);
+        // containerd's runc shim (the benchmark's baseline) keeps its
+        // runtime's state under /run/containerd/runc/<namespace>.
+        let _ = fs::remove_dir_all(Path::new("/run/containerd/runc").join(&self.namespace));
+        remove_namespace_cgroups(&self.namespace);
+    }
+
+    /// After a panic that runs no destructor: kills containerd (found by
+    /// its config file) and everything it left, removes the containers'
+    /// cgroups that runsc never got to delete, then the directory.
+    pub(crate) fn abort(&self) {
+        let config = format!("--config {}", self.dir.join("config.toml").display());
+        kill_all(pids_matching(|cmd| cmd.contains(&config)));
+        self.sweep();
+        for _ in 0..20 {
+            let left = container_cgroups(&self.namespace);
+            if left.is_empty() {
+                break;
+            }
+            for c in left {
+                let _ = fs::remove_dir(c);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        remove_namespace_cgroups(&self.namespace);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn kill_all(pids: Vec<i32>) {
+    for pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+impl Containerd {
+    /// Where its leftovers would be.
+    pub(crate) fn traces(&self) -> Traces {
+        Traces {
+            dir: self.dir.path().to_path_buf(),
+            socket: self.socket.clone(),
+            namespace: self.namespace.clone(),
+            runsc_root: self.runsc_root.clone(),
+        }
+    }
+
+    /// Shim sockets of this containerd that exist now (only sockets named
+    /// after the container ids this containerd saw: tests run in parallel).
+    pub fn own_sockets(&self) -> Vec<PathBuf> {
+        self.traces().own_sockets()
+    }
+
+    /// Pids of shim processes serving this containerd.
+    pub fn shim_pids(&self) -> Vec<i32> {
+        self.traces().shim_pids()
     }
 
     /// Kills and removes every task and container in the namespace.
@@ -119,32 +208,7 @@ impl Containerd {
             let _ = child.wait();
         }
         // Last resort so one failed test cannot poison the next ones.
-        for pid in self.shim_pids() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let root = self.runsc_root.clone().to_string_lossy().into_owned();
-        for pid in pids_matching(|cmd| cmd.contains("runsc") && cmd.contains(&root)) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let mut mounts = mounts_under(self.dir.path());
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
-        for s in self.own_sockets() {
-            let _ = fs::remove_file(s);
-        }
-        let _ = fs::remove_dir_all(self.runsc_root.clone());
-        // containerd's runc shim (the benchmark's baseline) keeps its
-        // runtime's state under /run/containerd/runc/<namespace>.
-        let _ = fs::remove_dir_all(Path::new("/run/containerd/runc").join(&self.namespace));
-        remove_namespace_cgroups(&self.namespace);
+        self.traces().sweep();
     }
 }
 
