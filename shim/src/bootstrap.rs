@@ -1,7 +1,6 @@
 //! containerd's shim verbs: `start` (find or spawn the pod's shim server and
 //! print its address), `delete` (clean up after a container whose shim is
-//! gone) and the server itself, through containerd-shim's [`Shim`] trait;
-//! `-v`/`-version` is answered before any of them ([`version_requested`]).
+//! gone) and the server itself, through containerd-shim's [`Shim`] trait.
 
 use std::{
     io::Read,
@@ -28,25 +27,6 @@ type ShimResult<T> = containerd_shim::Result<T>;
 
 fn shim_err(e: impl std::fmt::Display) -> containerd_shim::Error {
     containerd_shim::Error::Other(e.to_string())
-}
-
-/// Whether the command line (without the program name) asks for the
-/// version. containerd-shim parses `-v` but then goes on to need containerd's
-/// environment, so the binary answers it before starting the shim.
-pub fn version_requested<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> bool {
-    containerd_shim::parse(args).is_ok_and(|f| f.version)
-}
-
-/// What `-v` prints, in the layout of containerd's own shims.
-pub fn version_text(program: &str) -> String {
-    let name = Path::new(program)
-        .file_name()
-        .map_or_else(|| program.into(), |n| n.to_string_lossy());
-    format!(
-        "{name}:\n  Version:  {}\n  Runtime:  {}\n",
-        env!("CARGO_PKG_VERSION"),
-        crate::RUNTIME_NAME
-    )
 }
 
 /// The runsc shim.
@@ -337,36 +317,4 @@ fn server_alive(bundle: &Path) -> bool {
     let me = std::fs::read_link("/proc/self/exe").ok();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
     exe.is_some() && exe == me
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_is_asked_by_either_flag_only() {
-        assert!(version_requested(&["-v"]));
-        assert!(version_requested(&["-version"]));
-        assert!(version_requested(&["--version"]));
-        assert!(!version_requested(&[
-            "-namespace",
-            "k8s.io",
-            "-id",
-            "c1",
-            "start"
-        ]));
-        assert!(!version_requested::<&str>(&[]));
-        assert!(!version_requested(&["-no-such-flag"]));
-    }
-
-    #[test]
-    fn version_text_names_the_binary_and_runtime() {
-        let t = version_text("/usr/local/bin/containerd-shim-runsc-v1");
-        assert!(
-            t.starts_with("containerd-shim-runsc-v1:\n  Version:  "),
-            "{t}"
-        );
-        assert!(t.contains(env!("CARGO_PKG_VERSION")), "{t}");
-        assert!(t.contains("io.containerd.runsc.v1"), "{t}");
-    }
 }

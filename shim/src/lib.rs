@@ -2,6 +2,7 @@
 //! that runs every container in gVisor's `runsc` sandbox.
 //!
 //! Layout:
+//! - [`cli`]: what the binary answers itself: `-v`, `-info`.
 //! - [`bootstrap`]: the shim verbs (`start`, `delete`, serve) via containerd-shim.
 //! - [`service`]: the ttrpc task service, one file per group of methods.
 //! - [`container`]: containers and processes with their lifecycle state.
@@ -22,6 +23,7 @@
 
 pub mod bootstrap;
 pub mod cgroup;
+pub mod cli;
 pub mod container;
 pub mod convert;
 pub mod error;

@@ -1,16 +1,19 @@
 //! containerd runs `containerd-shim-runsc-v1` for the `io.containerd.runsc.v1` runtime.
 
-use containerd_shim_runsc::{bootstrap, bootstrap::RunscShim, RUNTIME_NAME};
+use containerd_shim_runsc::{bootstrap::RunscShim, cli, RUNTIME_NAME};
 
 fn main() {
     let args: Vec<_> = std::env::args_os().collect();
-    if bootstrap::version_requested(args.get(1..).unwrap_or_default()) {
+    if let Some(request) = cli::request(args.get(1..).unwrap_or_default()) {
         let program = args
             .first()
             .map(|a| a.to_string_lossy())
             .unwrap_or_default();
-        print!("{}", bootstrap::version_text(&program));
-        return;
+        let (mut input, mut out, mut err) =
+            (std::io::stdin(), std::io::stdout(), std::io::stderr());
+        std::process::exit(cli::answer(
+            request, &program, &mut input, &mut out, &mut err,
+        ));
     }
     // One malloc arena: each thread would otherwise get its own, whose
     // touched pages stay after the thread is gone.

@@ -390,6 +390,23 @@ fn documented_config_runs_a_pod(bin_dir: &Path) {
         c.log_tail(30)
     );
 
+    // containerd 2.x introspects a runtime (`ctr plugins inspect-runtime`,
+    // the CRI plugin's feature checks) by running its shim with `-info`.
+    if !version.starts_with("1.") {
+        let out = Command::new(bin_dir.join("ctr"))
+            .arg("-a")
+            .arg(c.socket())
+            .args(["-n", c.namespace(), "plugins", "inspect-runtime"])
+            .args(["--runtime", "io.containerd.runsc.v1"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "inspect-runtime: {}", out.err());
+        let info: serde_json::Value = serde_json::from_str(&out.out())
+            .unwrap_or_else(|e| panic!("inspect-runtime printed {:?}: {e}", out.out()));
+        assert_eq!(info["Name"], "io.containerd.runsc.v1", "{info}");
+        assert_eq!(info["Features"]["ociVersionMin"], "1.0.0", "{info}");
+    }
+
     c.import_pod_images(&sandbox_image(&dump));
     pod::run_host_network_pod(&c, &h, &bin.join(SHIM), &format!("hello-from-{version}"));
     c.stop_and_check();
