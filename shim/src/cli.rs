@@ -49,6 +49,20 @@ pub fn request<S: AsRef<OsStr>>(args: &[S]) -> Option<Request> {
     }
 }
 
+/// Answers what this process's command line asks of the binary itself,
+/// over its standard streams; returns the exit code, or `None` when the
+/// command line is for the shim.
+pub fn answer_if_asked() -> Option<i32> {
+    let args: Vec<_> = std::env::args_os().collect();
+    let request = request(args.get(1..).unwrap_or_default())?;
+    let program = args
+        .first()
+        .map(|a| a.to_string_lossy())
+        .unwrap_or_default();
+    let (mut input, mut out, mut err) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    Some(answer(request, &program, &mut input, &mut out, &mut err))
+}
+
 /// Answers `request` for the binary at `program`, reading containerd's
 /// input from `input`; returns the exit code.
 pub fn answer(
@@ -62,9 +76,9 @@ pub fn answer(
         Request::Version => out.write_all(version_text(program).as_bytes()),
         Request::Info => {
             let mut raw = Vec::new();
-            match input.read_to_end(&mut raw).map(|_| runtime_info(&raw)) {
-                Ok(Ok(bytes)) => out.write_all(&bytes),
-                Ok(Err(why)) | Err(why) => {
+            match input.read_to_end(&mut raw).and_then(|_| runtime_info(&raw)) {
+                Ok(bytes) => out.write_all(&bytes),
+                Err(why) => {
                     let _ = writeln!(err, "{RUNTIME_NAME}: -info: {why}");
                     return 1;
                 }

@@ -3,17 +3,8 @@
 use containerd_shim_runsc::{bootstrap::RunscShim, cli, RUNTIME_NAME};
 
 fn main() {
-    let args: Vec<_> = std::env::args_os().collect();
-    if let Some(request) = cli::request(args.get(1..).unwrap_or_default()) {
-        let program = args
-            .first()
-            .map(|a| a.to_string_lossy())
-            .unwrap_or_default();
-        let (mut input, mut out, mut err) =
-            (std::io::stdin(), std::io::stdout(), std::io::stderr());
-        std::process::exit(cli::answer(
-            request, &program, &mut input, &mut out, &mut err,
-        ));
+    if let Some(code) = cli::answer_if_asked() {
+        std::process::exit(code);
     }
     // One malloc arena: each thread would otherwise get its own, whose
     // touched pages stay after the thread is gone.

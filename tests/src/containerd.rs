@@ -24,10 +24,8 @@ pub const SOCKET_DIR: &str = "/run/containerd/s";
 pub struct Containerd {
     dir: TempDir,
     child: Option<Child>,
-    socket: PathBuf,
-    namespace: String,
-    /// runsc's state root for this containerd's namespace.
-    runsc_root: PathBuf,
+    /// Its socket, namespace and runsc root: where its leftovers would be.
+    traces: teardown::Traces,
     /// containerd's `PATH` (our shim's directory first).
     path: std::ffi::OsString,
     /// The containerd binary (`containerd`: looked up on `PATH`).
@@ -237,18 +235,17 @@ state = "{state}"
         let traces = teardown::Traces {
             dir: dir.path().to_path_buf(),
             socket: dir.path().join(SOCKET_NAME),
-            namespace: namespace.clone(),
-            runsc_root: runsc_root.clone(),
-        };
-        let c = Containerd {
-            child: Some(spawn_containerd(program, dir.path(), &path)),
-            socket: traces.socket.clone(),
-            dir,
             namespace,
             runsc_root,
+        };
+        let on_abort = traces.clone();
+        let c = Containerd {
+            child: Some(spawn_containerd(program, dir.path(), &path)),
+            dir,
+            traces,
             path,
             program: program.to_path_buf(),
-            _abort: crate::abort::on_abort(move || traces.abort()),
+            _abort: crate::abort::on_abort(move || on_abort.abort()),
         };
         c.wait_ready();
         c
@@ -272,7 +269,7 @@ state = "{state}"
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if self.socket.exists() && self.ctr(&["version"]).status.success() {
+            if self.traces.socket.exists() && self.ctr(&["version"]).status.success() {
                 return;
             }
             thread::sleep(Duration::from_millis(50));
@@ -282,17 +279,17 @@ state = "{state}"
 
     /// runsc's state root for this containerd's namespace.
     pub fn runsc_state_root(&self) -> &Path {
-        &self.runsc_root
+        &self.traces.runsc_root
     }
 
     /// The gRPC socket path.
     pub fn socket(&self) -> &Path {
-        &self.socket
+        &self.traces.socket
     }
 
     /// The containerd namespace tests use.
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        &self.traces.namespace
     }
 
     /// The private temporary directory (config, root, state, logs).
@@ -304,9 +301,9 @@ state = "{state}"
     pub fn ctr_cmd(&self) -> Command {
         let mut c = Command::new("ctr");
         c.arg("-a")
-            .arg(&self.socket)
+            .arg(&self.traces.socket)
             .arg("-n")
-            .arg(&self.namespace)
+            .arg(&self.traces.namespace)
             .stdin(Stdio::null());
         c
     }
@@ -373,8 +370,8 @@ impl Containerd {
     pub fn ctr_in_tty(&self, cols: u16, rows: u16, args: &str) -> Output {
         let line = format!(
             "stty cols {cols} rows {rows}; ctr -a {} -n {} {args}",
-            self.socket.display(),
-            self.namespace,
+            self.traces.socket.display(),
+            self.traces.namespace,
         );
         let mut script = Command::new("script");
         script

@@ -7,9 +7,7 @@ use containerd_shim::{
     protos::{shim_async::Task, ttrpc::Code},
 };
 
-use crate::{code, ctx, message, Harness};
-
-const SIGKILL: u32 = 9;
+use crate::{code, ctx, message, Harness, SIGKILL};
 
 #[tokio::test]
 async fn an_exit_during_start_is_published_after_task_start() {
@@ -61,10 +59,7 @@ async fn events_keep_their_order_under_load() {
 #[tokio::test]
 async fn a_second_kill_of_an_exited_process_is_not_found() {
     let h = Harness::new("").await;
-    h.create("k1").await.unwrap();
-    h.start("k1", "").await.unwrap();
-    h.kill("k1", "", SIGKILL).await.unwrap();
-    assert_eq!(h.wait("k1").await, 137);
+    h.run_and_kill("k1").await;
     for sig in [SIGKILL, 15] {
         assert_eq!(h.kill("k1", "", sig).await, Err(Code::NOT_FOUND));
     }
@@ -372,10 +367,7 @@ async fn a_runsc_that_dies_mid_create_leaves_nothing() {
 #[tokio::test]
 async fn a_reused_id_waits_until_the_previous_container_is_removed() {
     let h = Harness::new("").await;
-    h.create("r1").await.unwrap();
-    h.start("r1", "").await.unwrap();
-    h.kill("r1", "", SIGKILL).await.unwrap();
-    assert_eq!(h.wait("r1").await, 137);
+    h.run_and_kill("r1").await;
     // The old container's runsc delete and root removal run after Delete's
     // answer; a slow one must not reach the new container's root.
     h.set("slow-delete");

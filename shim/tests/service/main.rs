@@ -26,6 +26,8 @@ use containerd_shim::{
 use containerd_shim_runsc::{events::Events, reaper::Reaper, service::TaskService};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+pub const SIGKILL: u32 = 9;
+
 const FAKE_RUNSC: &str = r#"#!/bin/sh
 dir=$(dirname "$0")
 log=; pidfile=; ipidfile=; verb=
@@ -221,6 +223,14 @@ impl Harness {
         // harness's directory while the directory is being removed.
         self.svc.finish_cleanups().await;
         res
+    }
+
+    /// Creates and starts `id`, SIGKILLs it and sees it exit 137.
+    pub async fn run_and_kill(&self, id: &str) {
+        self.create(id).await.unwrap();
+        self.start(id, "").await.unwrap();
+        self.kill(id, "", SIGKILL).await.unwrap();
+        assert_eq!(self.wait(id).await, 137);
     }
 
     /// Delete, returning with its answer (the background cleanup may run on).

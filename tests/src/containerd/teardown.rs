@@ -115,25 +115,15 @@ fn kill_all(pids: Vec<i32>) {
 }
 
 impl Containerd {
-    /// Where its leftovers would be.
-    pub(crate) fn traces(&self) -> Traces {
-        Traces {
-            dir: self.dir.path().to_path_buf(),
-            socket: self.socket.clone(),
-            namespace: self.namespace.clone(),
-            runsc_root: self.runsc_root.clone(),
-        }
-    }
-
     /// Shim sockets of this containerd that exist now (only sockets named
     /// after the container ids this containerd saw: tests run in parallel).
     pub fn own_sockets(&self) -> Vec<PathBuf> {
-        self.traces().own_sockets()
+        self.traces.own_sockets()
     }
 
     /// Pids of shim processes serving this containerd.
     pub fn shim_pids(&self) -> Vec<i32> {
-        self.traces().shim_pids()
+        self.traces.shim_pids()
     }
 
     /// Kills and removes every task and container in the namespace.
@@ -156,7 +146,7 @@ impl Containerd {
         for s in self.own_sockets() {
             out.push(format!("socket {}", s.display()));
         }
-        let root = self.runsc_root.clone();
+        let root = self.traces.runsc_root.clone();
         let root_s = root.to_string_lossy().into_owned();
         for pid in pids_matching(|cmd| cmd.contains("runsc") && cmd.contains(&root_s)) {
             out.push(format!("runsc process {pid}"));
@@ -171,7 +161,7 @@ impl Containerd {
                 out.push(format!("mount {m}"));
             }
         }
-        for c in container_cgroups(&self.namespace) {
+        for c in container_cgroups(&self.traces.namespace) {
             out.push(format!("cgroup {}", c.display()));
         }
         out
@@ -208,7 +198,7 @@ impl Containerd {
             let _ = child.wait();
         }
         // Last resort so one failed test cannot poison the next ones.
-        self.traces().sweep();
+        self.traces.sweep();
     }
 }
 
