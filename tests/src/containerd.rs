@@ -380,13 +380,21 @@ impl Containerd {
         output_within(&mut script, CTR_LIMIT).unwrap_or_else(|e| panic!("script {line}: {e}"))
     }
 
+    /// A FIFO directory for ctr's `--fifo-dir` that goes with this
+    /// containerd. ctr leaves its FIFOs behind when the task or process it
+    /// waits on disappears under it (its `Delete` then fails before closing
+    /// them), so tests that race that keep them here rather than in
+    /// /run/containerd/fifo.
+    pub fn fifo_dir(&self) -> String {
+        self.dir.path().join("fifo").to_string_lossy().into_owned()
+    }
+
     /// Starts a detached container running `cmd`.
     pub fn run_detached(&self, id: &str, extra: &[&str], cmd: &[&str]) {
         // ctr leaves a detached task's FIFOs for whoever deletes the task;
         // when its shim was killed nobody does. Keep them in our directory,
         // which goes with us, not in /run/containerd/fifo.
-        let fifo_dir = self.dir.path().join("fifo");
-        let fifo_dir = fifo_dir.to_string_lossy();
+        let fifo_dir = self.fifo_dir();
         let mut args = vec!["run", "-d", "--fifo-dir", &fifo_dir, "--runtime", RUNTIME];
         args.extend_from_slice(extra);
         args.push(crate::image::IMAGE_REF);

@@ -122,10 +122,14 @@ fn a_killed_shim_leaves_no_socket_after_containerds_cleanup() {
 fn execs_racing_a_kill_all_end_and_report() {
     let c = Containerd::start();
     c.run_detached("race1", &[], &["sleep", "1000"]);
+    // The execs' FIFOs go with the test: an exec the kill overtakes can
+    // leave them behind (ctr's own cleanup fails with the task gone).
+    let fifo_dir = c.fifo_dir();
     let execs: Vec<_> = (0..3)
         .map(|i| {
             c.ctr_cmd()
-                .args(["tasks", "exec", "--exec-id", &format!("x{i}"), "race1"])
+                .args(["tasks", "exec", "--fifo-dir", &fifo_dir])
+                .args(["--exec-id", &format!("x{i}"), "race1"])
                 .args(["sleep", "1000"])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -136,7 +140,18 @@ fn execs_racing_a_kill_all_end_and_report() {
     std::thread::sleep(Duration::from_millis(300));
     let killed = std::thread::scope(|s| {
         let kill = s.spawn(|| c.ctr(&["tasks", "kill", "-s", "SIGKILL", "race1"]));
-        let exec = s.spawn(|| c.ctr(&["tasks", "exec", "--exec-id", "late", "race1", "true"]));
+        let exec = s.spawn(|| {
+            c.ctr(&[
+                "tasks",
+                "exec",
+                "--fifo-dir",
+                &fifo_dir,
+                "--exec-id",
+                "late",
+                "race1",
+                "true",
+            ])
+        });
         // Ran or refused, either way it ends (it hung when the container
         // stopped between its Exec and its Start).
         let late = exec.join().unwrap();
