@@ -5,7 +5,7 @@
 use std::{
     path::Path,
     sync::{atomic::Ordering, Arc},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use containerd_shim::api;
@@ -34,16 +34,15 @@ use crate::{
 /// the new one.
 async fn settle_stale_state(runsc: &runsc::Runsc, root: &str, id: &str) {
     let since = Instant::now();
-    let mut waited = false;
-    while runtime::cleanup_pending(root) {
-        if since.elapsed() > std::time::Duration::from_secs(10) {
-            log::warn!("runsc root {root} still being removed after 10s: going on");
-            break;
-        }
-        waited = true;
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    if waited {
+    if !wait_while(
+        || runtime::cleanup_pending(root),
+        Duration::from_secs(10),
+        POLL,
+    )
+    .await
+    {
+        log::warn!("runsc root {root} still being removed after 10s: going on");
+    } else if since.elapsed() >= POLL {
         let took = since.elapsed();
         log::debug!("create id={id} waited {took:?} for the previous removal of {root}");
     }
@@ -52,16 +51,35 @@ async fn settle_stale_state(runsc: &runsc::Runsc, root: &str, id: &str) {
         log::warn!("create runsc root {root}: {e}");
     }
     let _ = std::fs::remove_file(Path::new(root).join(runtime::CLEANUP_MARK));
-    for _ in 0..100 {
-        if !runtime::runsc_knows(root, id) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    if wait_while(
+        || runtime::runsc_knows(root, id),
+        Duration::from_secs(2),
+        2 * POLL,
+    )
+    .await
+    {
+        return;
     }
     log::warn!("stale runsc state for id={id}: force-deleting it");
     if let Err(e) = runsc.delete(id, DeleteOpts { force: true }).await {
         log::warn!("runsc delete id={id}: {e}");
     }
+}
+
+/// How often [`settle_stale_state`] looks again.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Checks `busy` every `step` until it is false (true) or `limit` has
+/// passed (false).
+async fn wait_while(mut busy: impl FnMut() -> bool, limit: Duration, step: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while busy() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(step).await;
+    }
+    true
 }
 
 /// Applies [`crate::rewrite`] to `<bundle>/config.json` for the runsc in
