@@ -1,138 +1,94 @@
-//! containerd's shim verbs: `start` (find or spawn the pod's shim server and
-//! print its address), `delete` (clean up after a container whose shim is
-//! gone) and the server itself, through containerd-shim's [`Shim`] trait.
+//! containerd's shim verbs, chosen by the command line: `start` (find or
+//! spawn the pod's shim server and tell containerd its address, in the
+//! form of [`handshake`](crate::handshake)), `delete` (clean up after a
+//! container whose shim is gone) and, with no verb, the
+//! [`server`](crate::server) itself.
 
 use std::{
-    io::Read,
+    io::{Read, Write},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::Arc,
 };
 
-use async_trait::async_trait;
-use containerd_shim::{
-    api::DeleteResponse,
-    asynchronous::{publisher::RemotePublisher, ExitSignal, Shim},
-    protos::protobuf::{well_known_types::any::Any, Message},
-    Config, Flags, StartOpts,
-};
+use containerd_shim::{api::DeleteResponse, protos::protobuf::Message, Flags};
 
 use crate::{
-    cgroup, events::Events, options::Options, reaper::Reaper, runtime, service::TaskService, spec,
+    cgroup,
+    handshake::{Caller, Handshake},
+    options::Options,
+    reaper::{self, Reaper},
+    runtime, server, spec,
     state::State,
+    RUNTIME_NAME,
 };
 
-type ShimResult<T> = containerd_shim::Result<T>;
-
-fn shim_err(e: impl std::fmt::Display) -> containerd_shim::Error {
-    containerd_shim::Error::Other(e.to_string())
-}
-
-/// The runsc shim.
-pub struct RunscShim {
-    exit: Arc<ExitSignal>,
-    debug: bool,
-    namespace: String,
-    id: String,
-    bundle: PathBuf,
-    socket: String,
-    service: std::sync::OnceLock<TaskService>,
-}
-
-#[async_trait]
-impl Shim for RunscShim {
-    type T = TaskService;
-
-    async fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
-        let bundle = if args.bundle.is_empty() {
-            std::env::current_dir().unwrap_or_default()
-        } else {
-            PathBuf::from(&args.bundle)
-        };
-        RunscShim {
-            exit: Arc::new(ExitSignal::default()),
-            debug: args.debug,
-            namespace: args.namespace.clone(),
-            id: args.id.clone(),
-            bundle,
-            socket: args.socket.clone(),
-            service: std::sync::OnceLock::new(),
+/// Runs what this process's command line asks; returns the exit code.
+pub async fn run() -> i32 {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let flags = match containerd_shim::parse(&args) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{RUNTIME_NAME}: {e}");
+            return 1;
         }
-    }
-
-    async fn start_shim(&mut self, opts: StartOpts) -> ShimResult<String> {
-        start(opts, &self.bundle).map_err(shim_err)
-    }
-
-    async fn delete_shim(&mut self) -> ShimResult<DeleteResponse> {
-        delete(&self.namespace, &self.id, &self.bundle)
+    };
+    let bundle = if flags.bundle.is_empty() {
+        std::env::current_dir().unwrap_or_default()
+    } else {
+        PathBuf::from(&flags.bundle)
+    };
+    let res = match flags.action.as_str() {
+        "start" => start_verb(&flags, &bundle),
+        "delete" => delete(&flags.namespace, &flags.id, &bundle)
             .await
-            .map_err(shim_err)
-    }
-
-    async fn wait(&mut self) {
-        self.exit.wait().await;
-        // Unlisted first: containerd may re-create a container of the same
-        // id (same socket) while runsc's state is still being removed below,
-        // and its `start` must then spawn a new server, not find this one
-        // refusing work. (containerd-shim removes the socket named in
-        // `./address` only later, and not at all when the first container's
-        // bundle, our cwd, is gone, as in a pod: a leaked socket costs an
-        // inode forever, gvisor#13509.)
-        self.remove_socket();
-        if let Some(s) = self.service.get() {
-            s.finish_cleanups().await;
+            .and_then(|r| {
+                r.write_to_bytes()
+                    .map_err(|e| crate::Error::Other(format!("encode DeleteResponse: {e}")))
+            })
+            .and_then(|bytes| write_stdout(&bytes)),
+        "" => server::serve(&flags, &bundle).await,
+        other => Err(crate::Error::InvalidArgument(format!(
+            "unknown action {other:?}: expected start, delete or none"
+        ))),
+    };
+    match res {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{RUNTIME_NAME}: {e}");
+            1
         }
-    }
-
-    async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
-        crate::logging::init(self.debug);
-        // Our own pid in the first container's bundle, as containerd's shims do.
-        let _ = std::fs::write(self.bundle.join("shim.pid"), std::process::id().to_string());
-        let reaper = match Reaper::start().await {
-            Ok(r) => r,
-            Err(e) => {
-                log::error!("cannot subscribe to exits: {e}");
-                Reaper::default()
-            }
-        };
-        let service = TaskService::new(
-            Events::new(Some(publisher), &self.namespace),
-            &self.namespace,
-            self.exit.clone(),
-            reaper,
-        );
-        let _ = self.service.set(service.clone());
-        service
     }
 }
 
-impl RunscShim {
-    /// Removes this server's socket file. Done as soon as the server is to
-    /// exit, while it still listens there, so no other server can have
-    /// taken the path yet.
-    fn remove_socket(&self) {
-        let path = self.socket.trim_start_matches("unix://");
-        if path.is_empty() {
-            return;
-        }
-        if let Err(e) = std::fs::remove_file(path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                log::warn!("remove socket {path}: {e}");
-            }
-        }
-    }
+/// `start`: reads containerd's handshake from stdin, answers with the
+/// address of the server for this container's pod.
+fn start_verb(flags: &Flags, bundle: &Path) -> crate::Result<()> {
+    let mut raw = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut raw)
+        .map_err(|e| crate::Error::os("read containerd's start parameters", e))?;
+    let handshake = Handshake::parse(&raw)?;
+    let address = start(flags, &handshake, bundle)?;
+    write_stdout(&handshake.reply(&address)?)
+}
+
+fn write_stdout(bytes: &[u8]) -> crate::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| crate::Error::os("write the reply to containerd", e))
 }
 
 /// `start`: one shim serves a whole pod, so if the pod's socket is already
 /// served, reuse it; otherwise spawn the server and print its address.
-fn start(opts: StartOpts, bundle: &Path) -> crate::Result<String> {
+fn start(flags: &Flags, handshake: &Handshake, bundle: &Path) -> crate::Result<String> {
     let annotations = spec::read(bundle)
         .ok()
         .and_then(|s| s.annotations().clone());
-    let key = spec::grouping_key(&opts.id, annotations.as_ref());
-    let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &key);
+    let key = spec::grouping_key(&flags.id, annotations.as_ref());
+    let address = handshake.socket_address(&flags.address, &flags.namespace, &key);
     let socket_path = address.trim_start_matches("unix://");
 
     if serving(socket_path) {
@@ -140,27 +96,28 @@ fn start(opts: StartOpts, bundle: &Path) -> crate::Result<String> {
         return Ok(address);
     }
 
-    // containerd passes the runtime options on stdin.
-    let mut raw = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut raw);
-    let options = if raw.is_empty() {
-        Options::default()
-    } else {
-        let any = Any::parse_from_bytes(&raw)
-            .map_err(|e| crate::Error::InvalidArgument(format!("decode runtime options: {e}")))?;
-        Options::from_any(Some(&any))?
-    };
-
+    let options = Options::from_any(handshake.options.as_ref())?;
     let exe = std::env::current_exe().map_err(|e| crate::Error::os("find own executable", e))?;
     let mut cmd = Command::new(exe);
     cmd.current_dir(bundle)
-        .args(["-namespace", &opts.namespace, "-id", &opts.id])
-        .args(["-address", &opts.address, "-socket", &address])
+        .args(["-namespace", &flags.namespace, "-id", &flags.id])
+        .args(["-address", &flags.address, "-socket", &address])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(server_stderr(bundle));
-    if opts.debug {
+    if flags.debug {
         cmd.arg("-debug");
+    }
+    if let Caller::Bootstrap {
+        containerd_version,
+        log_level,
+        ..
+    } = &handshake.caller
+    {
+        // The server's logger reads RUST_LOG; containerd's level wins over
+        // one inherited from containerd's environment.
+        cmd.env("RUST_LOG", log_level.as_str())
+            .env(server::CONTAINERD_VERSION_ENV, containerd_version);
     }
     // The server outlives this process; nothing here reaps it but init or
     // containerd's subreaper once we exit.
@@ -262,7 +219,8 @@ async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<Delet
     // leftovers are ours to remove.
     let server_alive = server_alive(bundle);
     if !server_alive && runtime::runsc_knows(&root, id) {
-        let reaper = Reaper::start().await.unwrap_or_default();
+        reaper::reap_children()?;
+        let reaper = Reaper::start().await?;
         let r = runtime::build_runsc(&options, &root, bundle, flags, Arc::new(reaper));
         if let Err(e) = r.delete(id, runsc::DeleteOpts { force: true }).await {
             eprintln!("runsc shim delete {id}: {e}");

@@ -1,9 +1,12 @@
-//! `containerd-shim-runsc-v1`: a containerd runtime v2 shim (task API v2)
-//! that runs every container in gVisor's `runsc` sandbox.
+//! `containerd-shim-runsc-v1`: a containerd runtime v2 shim (task API v2,
+//! and v3 for containerd 2.3 and later) that runs every container in
+//! gVisor's `runsc` sandbox.
 //!
 //! Layout:
 //! - [`cli`]: what the binary answers itself: `-v`, `-info`.
-//! - [`bootstrap`]: the shim verbs (`start`, `delete`, serve) via containerd-shim.
+//! - [`bootstrap`]: the shim verbs, `start`, `delete` and serve.
+//! - [`handshake`]: what containerd sends `start` and reads back, by version.
+//! - [`server`]: the ttrpc server (task API v2 and v3) and its lifetime.
 //! - [`service`]: the ttrpc task service, one file per group of methods.
 //! - [`container`]: containers and processes with their lifecycle state.
 //! - [`options`]: runtime options (`runtimeoptions.v1.Options` -> TOML).
@@ -29,12 +32,14 @@ pub mod convert;
 pub mod error;
 pub mod events;
 pub mod executable;
+pub mod handshake;
 pub mod logging;
 pub mod mount;
 pub mod options;
 pub mod reaper;
 pub mod rewrite;
 pub mod runtime;
+pub mod server;
 pub mod service;
 pub mod spec;
 pub mod state;

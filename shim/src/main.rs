@@ -1,6 +1,6 @@
 //! containerd runs `containerd-shim-runsc-v1` for the `io.containerd.runsc.v1` runtime.
 
-use containerd_shim_runsc::{bootstrap::RunscShim, cli, RUNTIME_NAME};
+use containerd_shim_runsc::{bootstrap, cli, RUNTIME_NAME};
 
 fn main() {
     if let Some(code) = cli::answer_if_asked() {
@@ -27,13 +27,8 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let config = containerd_shim::Config {
-        // Our logger tees to the options' log_path too.
-        no_setup_logger: true,
-        ..Default::default()
-    };
-    rt.block_on(containerd_shim::asynchronous::run::<RunscShim>(
-        RUNTIME_NAME,
-        Some(config),
-    ));
+    let code = rt.block_on(bootstrap::run());
+    // As before exit: blocking work still running ends first.
+    drop(rt);
+    std::process::exit(code);
 }

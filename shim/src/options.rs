@@ -189,6 +189,13 @@ impl Options {
         Ok(o)
     }
 
+    /// Whether an `Any` of `type_url` is runtime options [`Options::from_any`]
+    /// reads (containerd 2.3 sends them among other extensions).
+    pub fn is_runtime_options(type_url: &str) -> bool {
+        let name = type_url.rsplit('/').next().unwrap_or_default();
+        RUNTIME_OPTIONS_TYPES.contains(&name)
+    }
+
     /// Reads the options a `CreateTaskRequest` carries. No options (or no
     /// config path) means defaults.
     pub fn from_any(any: Option<&Any>) -> Result<Options> {
@@ -301,6 +308,14 @@ fn skip(is: &mut CodedInputStream, tag: u32) -> std::result::Result<(), String> 
         .ok_or_else(|| format!("bad wire type in tag {tag}"))?;
     is.skip_field(wire).map_err(|e| e.to_string())
 }
+
+/// The type names [`Options::from_any`] reads.
+const RUNTIME_OPTIONS_TYPES: [&str; 4] = [
+    "runtimeoptions.v1.Options",
+    "cri.runtimeoptions.v1.Options",
+    "containerd.runc.v1.Options",
+    "containerd.linux.runc.CreateOptions",
+];
 
 /// Decodes `runtimeoptions.v1.Options { string type_url = 1; string config_path = 2; }`
 /// (containerd's CRI runtime options, not shipped in the shim protos).

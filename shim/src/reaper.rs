@@ -44,6 +44,51 @@ impl std::fmt::Debug for Reaper {
     }
 }
 
+/// Makes this process the subreaper of everything it starts (a sandbox
+/// outlives the `runsc create` that forked it) and starts the one loop
+/// that reaps them: on each SIGCHLD every exited child is waited for and
+/// its exit published to containerd-shim's monitor, which [`Reaper`]
+/// subscribes to. Called once, by the server and by `delete`, before any
+/// child is spawned.
+pub fn reap_children() -> crate::Result<()> {
+    use nix::{
+        errno::Errno,
+        sys::wait::{waitpid, WaitPidFlag, WaitStatus},
+        unistd::Pid,
+    };
+    use tokio::signal::unix::{signal, SignalKind};
+
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| crate::Error::os("become the child subreaper", e.into()))?;
+    let mut sigchld =
+        signal(SignalKind::child()).map_err(|e| crate::Error::os("subscribe to SIGCHLD", e))?;
+    tokio::spawn(async move {
+        while sigchld.recv().await.is_some() {
+            loop {
+                let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) => (pid, code),
+                    Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
+                    Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        log::warn!("waitpid: {e}");
+                        break;
+                    }
+                };
+                if let Err(e) = containerd_shim::asynchronous::monitor::monitor_notify_by_pid(
+                    pid.as_raw(),
+                    code,
+                )
+                .await
+                {
+                    log::error!("publish the exit of pid {pid}: {e}");
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
 impl Reaper {
     /// Subscribes to every exit the shim reaps and starts dispatching them.
     pub async fn start() -> crate::Result<Reaper> {

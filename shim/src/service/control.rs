@@ -320,6 +320,7 @@ impl Service {
     pub(super) fn shutdown(&self) {
         use std::sync::atomic::Ordering;
         if !self.containers().is_empty() {
+            self.shutdown_deferred.store(true, Ordering::SeqCst);
             return;
         }
         self.shutting_down.store(true, Ordering::SeqCst);
@@ -328,5 +329,14 @@ impl Service {
             return;
         }
         self.exit.signal();
+    }
+
+    /// Ends the shim after a Delete when a Shutdown was put off until no
+    /// container was left.
+    pub(super) fn shutdown_if_deferred(&self) {
+        use std::sync::atomic::Ordering;
+        if self.shutdown_deferred.load(Ordering::SeqCst) && self.containers().is_empty() {
+            self.shutdown();
+        }
     }
 }

@@ -65,6 +65,11 @@ pub struct Service {
     creating: AtomicUsize,
     /// Set by a Shutdown that ends the shim: no new work is taken.
     shutting_down: AtomicBool,
+    /// A Shutdown came while containers were left: the last Delete ends
+    /// the shim. On task API v3 containerd sends Shutdown only for the
+    /// pod's sandbox container, never for its members, so a sandbox
+    /// deleted before its members would otherwise leave the shim running.
+    shutdown_deferred: AtomicBool,
 }
 
 impl Service {
@@ -100,7 +105,8 @@ async fn detached<T: Send + 'static>(
         .unwrap_or_else(|e| Err(Error::Other(format!("request task failed: {e}"))))
 }
 
-/// The ttrpc `containerd.task.v2.Task` service.
+/// The ttrpc task service (`containerd.task.v2.Task`, and v3 by the same
+/// methods).
 #[derive(Clone)]
 pub struct TaskService {
     svc: Arc<Service>,
@@ -120,6 +126,7 @@ impl TaskService {
                 ooms: OomLedger::default(),
                 creating: AtomicUsize::new(0),
                 shutting_down: AtomicBool::new(false),
+                shutdown_deferred: AtomicBool::new(false),
             }),
         }
     }
@@ -175,7 +182,9 @@ impl Task for TaskService {
     ) -> TtrpcResult<api::DeleteResponse> {
         log_req("delete", &req.id, &req.exec_id);
         let svc = self.svc.clone();
-        Ok(detached(async move { svc.delete(req).await }).await?)
+        let resp = detached(async move { svc.delete(req).await }).await?;
+        self.svc.shutdown_if_deferred();
+        Ok(resp)
     }
 
     async fn exec(
