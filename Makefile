@@ -14,12 +14,19 @@ BENCH_ITERS ?= 20
 # (CTR_LIMIT in tests/src/containerd.rs).
 TIER_LIMIT ?= 1800
 
+# What the full tiers run on: containerd 2.3 (the LTS) and runsc
+# 0.0~20240729, from scripts/versions.sh's caches, first on PATH.
+LTS_PATH = $$(./scripts/versions.sh | awk '$$1 == "containerd-2.3" || $$1 == "runsc-2024" {printf "%s:", $$2}')
+# The tiers of `make test`, in order; each prints its time.
+TIERS := deps lint unit integration matrix bench-smoke
+
 .PHONY: all deps build install lint unit integration matrix test demo demo-pod bench bench-smoke clean
 
 all: build
 
-deps: ## Install system packages (containerd, runc, runsc, busybox, protoc); idempotent
+deps: ## Install system packages (containerd, runc, runsc, busybox, protoc) and fetch/build the other containerd, runsc and cri-tools versions into caches; idempotent
 	./scripts/deps.sh
+	./scripts/versions.sh >/dev/null
 
 build: ## Build the shim (release)
 	$(CARGO) build --locked --profile $(PROFILE) -p containerd-shim-runsc
@@ -41,13 +48,20 @@ lint: ## rustfmt and clippy, warnings are errors
 unit: ## Unit tests (no containerd, no runsc)
 	$(CARGO) test --locked --workspace --lib --bins
 
-integration: build ## Real runsc and containerd suites (root)
-	RUNSC_SHIM_DIR=$(CURDIR)/target/$(PROFILE) timeout -k 30 $(TIER_LIMIT) $(CARGO) test --locked --workspace --tests -- --test-threads=2
+integration: build ## Real runsc and containerd suites (root), on containerd 2.3 + runsc 0.0~20240729
+	path="$(LTS_PATH)"; \
+	PATH="$$path$$PATH" CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1 RUNSC_SHIM_DIR=$(CURDIR)/target/$(PROFILE) \
+	  timeout -k 30 $(TIER_LIMIT) $(CARGO) test --locked --workspace --tests -- --test-threads=2
 
 matrix: build ## e2e/CRI tiers on the other containerd x runsc pairs (fetched into .cache/versions)
 	./scripts/matrix.sh target/$(PROFILE)
 
-test: deps lint unit integration matrix bench-smoke ## Everything CI runs
+test: ## Everything CI runs: the tiers in TIERS, each timed
+	@for t in $(TIERS); do \
+	  start=$$SECONDS; \
+	  $(MAKE) --no-print-directory $$t || { echo "tier $$t: FAILED after $$((SECONDS - start)) s"; exit 1; }; \
+	  echo "tier $$t: $$((SECONDS - start)) s"; \
+	done
 
 demo: deps build ## Private containerd + our shim + busybox under gVisor
 	./scripts/demo.sh target/$(PROFILE)

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Fetches the other containerd and runsc versions a Debian 12 user can have
-# into a cache directory, without installing anything system-wide:
-#   runsc 0.0~20240729 (bookworm-backports), containerd 1.7 (trixie),
-#   containerd 2.1 (sid).
-# The mirror is the one this machine's apt configuration names. Idempotent:
-# what is already unpacked is not fetched again. Prints nothing else on
-# success but the directories, one per line: <name> <dir with usr/bin>.
+# Fetches the other containerd and runsc versions users run into caches,
+# without installing anything system-wide:
+#   from Debian's mirror (the one this machine's apt configuration names),
+#   into CACHE_DIR: runsc 0.0~20240729 (bookworm-backports), containerd
+#   1.7 (trixie), containerd 2.1 (sid);
+#   built from the Go module proxy by scripts/go-build.sh (its own cache,
+#   kept across clones): containerd 2.0 and 2.3 (the LTS releases), 2.4
+#   (current), and cri-tools' critest and crictl.
+# Idempotent: what is already there is not fetched or built again. Prints
+# nothing else on success but the directories, one per line:
+# <name> <dir with the binaries>.
 #
 # Usage: scripts/versions.sh [CACHE_DIR]   (default: .cache/versions)
 set -euo pipefail
@@ -64,4 +68,17 @@ fi
 for w in "${wanted[@]}"; do
   read -r name _ _ <<<"$w"
   echo "$name $cache/$name/usr/bin"
+done
+
+# name  tool  version
+built=(
+  "containerd-2.0 containerd v2.0.14"
+  "containerd-2.3 containerd v2.3.7"
+  "containerd-2.4 containerd v2.4.2"
+  "cri-tools cri-tools v1.37.0"
+)
+here=$(dirname "$0")
+for b in "${built[@]}"; do
+  read -r name tool version <<<"$b"
+  echo "$name $("$here/go-build.sh" "$tool" "$version")"
 done

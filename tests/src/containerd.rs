@@ -150,7 +150,9 @@ impl Containerd {
     /// A containerd whose CRI plugin runs pods through our shim (handler
     /// and default runtime `runsc`), with the busybox and pause images.
     pub fn start_cri(setup: &CriSetup) -> Containerd {
-        let c = Self::launch(&[shim_dir()], Some(setup), LogLevel::Debug);
+        let mut path = setup.path_first.clone();
+        path.push(shim_dir());
+        let c = Self::launch(&path, Some(setup), LogLevel::Debug);
         let archive = image::pause_archive().to_string_lossy();
         c.ctr_ok(&["images", "import", &archive]);
         c
@@ -300,7 +302,8 @@ state = "{state}"
     /// A `ctr` command bound to this containerd and namespace.
     pub fn ctr_cmd(&self) -> Command {
         let mut c = Command::new("ctr");
-        c.arg("-a")
+        c.env(QUIET_DEPRECATIONS.0, QUIET_DEPRECATIONS.1)
+            .arg("-a")
             .arg(&self.traces.socket)
             .arg("-n")
             .arg(&self.traces.namespace)
@@ -346,6 +349,10 @@ pub use crate::{
     host::{mounts_under, output_within, pids_matching, which, OutputExt},
 };
 
+/// containerd 2.2 and later print a deprecation warning (cgroup v1) on
+/// every `ctr` call on this host unless told not to.
+pub const QUIET_DEPRECATIONS: (&str, &str) = ("CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS", "1");
+
 /// How long one `ctr` call may take: far above any test's need (the
 /// longest, 512 MiB through stdout, takes seconds), so only a hang meets it.
 pub const CTR_LIMIT: Duration = Duration::from_secs(180);
@@ -369,7 +376,9 @@ impl Containerd {
     /// a command may carry its own quoting. Bounded by [`CTR_LIMIT`].
     pub fn ctr_in_tty(&self, cols: u16, rows: u16, args: &str) -> Output {
         let line = format!(
-            "stty cols {cols} rows {rows}; ctr -a {} -n {} {args}",
+            "stty cols {cols} rows {rows}; {}={} ctr -a {} -n {} {args}",
+            QUIET_DEPRECATIONS.0,
+            QUIET_DEPRECATIONS.1,
             self.traces.socket.display(),
             self.traces.namespace,
         );

@@ -14,6 +14,9 @@ pub struct CriSetup {
     pub cni_conf_dir: PathBuf,
     /// Extra text for the shim's `runsc.toml`.
     pub runsc_toml: String,
+    /// Directories before our shim's on containerd's `PATH` (a wrapper
+    /// that records how containerd runs the shim).
+    pub path_first: Vec<PathBuf>,
 }
 
 /// The CRI plugin's (fixed) containerd namespace.

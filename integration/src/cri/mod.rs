@@ -56,6 +56,12 @@ fn connect(rt: &tokio::runtime::Runtime, c: &Containerd) -> RuntimeServiceClient
 
 impl Cri {
     pub fn start() -> Cri {
+        Self::start_with_path(Vec::new())
+    }
+
+    /// Like [`Cri::start`] with `path_first` before our shim's directory on
+    /// containerd's `PATH`.
+    pub fn start_with_path(path_first: Vec<PathBuf>) -> Cri {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let logs = tempfile::Builder::new()
             .prefix("cri-logs-")
@@ -67,6 +73,7 @@ impl Cri {
         let containerd = Containerd::start_cri(&CriSetup {
             cni_conf_dir: net.conf_dir.clone(),
             runsc_toml: String::new(),
+            path_first,
         });
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

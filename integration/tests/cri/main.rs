@@ -6,4 +6,5 @@
 
 mod lifecycle;
 mod pods;
+mod shims;
 mod streaming;
