@@ -70,8 +70,10 @@ fn start_verb(flags: &Flags, bundle: &Path) -> crate::Result<()> {
         .read_to_end(&mut raw)
         .map_err(|e| crate::Error::os("read containerd's start parameters", e))?;
     let handshake = Handshake::parse(&raw)?;
-    let address = start(flags, &handshake, bundle)?;
-    write_stdout(&handshake.reply(&address)?)
+    let options = Options::from_any(handshake.options.as_ref())?;
+    let address = start(flags, &handshake, &options, bundle)?;
+    let api = handshake.task_api(options.task_api);
+    write_stdout(&handshake.reply(&address, api)?)
 }
 
 fn write_stdout(bytes: &[u8]) -> crate::Result<()> {
@@ -83,7 +85,12 @@ fn write_stdout(bytes: &[u8]) -> crate::Result<()> {
 
 /// `start`: one shim serves a whole pod, so if the pod's socket is already
 /// served, reuse it; otherwise spawn the server and print its address.
-fn start(flags: &Flags, handshake: &Handshake, bundle: &Path) -> crate::Result<String> {
+fn start(
+    flags: &Flags,
+    handshake: &Handshake,
+    options: &Options,
+    bundle: &Path,
+) -> crate::Result<String> {
     let annotations = spec::read(bundle)
         .ok()
         .and_then(|s| s.annotations().clone());
@@ -96,7 +103,6 @@ fn start(flags: &Flags, handshake: &Handshake, bundle: &Path) -> crate::Result<S
         return Ok(address);
     }
 
-    let options = Options::from_any(handshake.options.as_ref())?;
     let exe = std::env::current_exe().map_err(|e| crate::Error::os("find own executable", e))?;
     let mut cmd = Command::new(exe);
     cmd.current_dir(bundle)

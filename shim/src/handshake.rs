@@ -19,7 +19,10 @@ use std::path::PathBuf;
 use log::LevelFilter;
 use protobuf::{well_known_types::any::Any, Message};
 
-use crate::{options::Options, Error, Result};
+use crate::{
+    options::{Options, TaskApiChoice},
+    Error, Result,
+};
 
 #[allow(clippy::unwrap_used, missing_docs)]
 mod proto {
@@ -112,23 +115,23 @@ impl Handshake {
         })
     }
 
-    /// The task API to serve this containerd: v3 only to one that says it
-    /// takes it (containerd 1.7 refuses any version above 2, and 2.0 to 2.2
-    /// cannot be told from 1.7 by what they send).
-    pub fn task_api(&self) -> TaskApi {
-        match self.caller {
-            Caller::Legacy => TaskApi::V2,
-            Caller::Bootstrap { .. } => TaskApi::V3,
+    /// The task API to offer this containerd as the options allow: v3 only
+    /// to one that says it takes it (containerd 1.7 refuses any version
+    /// above 2, and 2.0 to 2.2 cannot be told from 1.7 by what they send).
+    pub fn task_api(&self, choice: TaskApiChoice) -> TaskApi {
+        match (&self.caller, choice) {
+            (Caller::Bootstrap { .. }, TaskApiChoice::Auto) => TaskApi::V3,
+            _ => TaskApi::V2,
         }
     }
 
-    /// The reply for a server listening at `address`, in the form this
-    /// caller reads.
-    pub fn reply(&self, address: &str) -> Result<Vec<u8>> {
+    /// The reply for a server listening at `address` that offers `api`, in
+    /// the form this caller reads.
+    pub fn reply(&self, address: &str, api: TaskApi) -> Result<Vec<u8>> {
         match self.caller {
             Caller::Legacy => Ok(address.as_bytes().to_vec()),
             Caller::Bootstrap { .. } => BootstrapResult {
-                version: self.task_api().version(),
+                version: api.version(),
                 address: address.to_string(),
                 protocol: "ttrpc".to_string(),
                 ..Default::default()

@@ -26,13 +26,13 @@ fn config_path_options(path: &str) -> Vec<u8> {
 fn containerd_1_7_sends_a_bare_any_and_reads_the_address_as_text() {
     let h = Handshake::parse(&fixture("containerd-1.7.24-options.stdin")).unwrap();
     assert_eq!(h.caller, Caller::Legacy);
-    assert_eq!(h.task_api(), TaskApi::V2);
+    assert_eq!(h.task_api(TaskApiChoice::Auto), TaskApi::V2);
     let o = h.options.as_ref().unwrap();
     assert_eq!(o.type_url, "runtimeoptions.v1.Options");
     assert_eq!(o.value, config_path_options("/tmp/hs/c-c17/runsc.toml"));
     let accepted = fixture("containerd-1.7.24-options.reply");
     let address = std::str::from_utf8(&accepted).unwrap();
-    assert_eq!(h.reply(address).unwrap(), accepted);
+    assert_eq!(h.reply(address, TaskApi::V2).unwrap(), accepted);
 }
 
 #[test]
@@ -46,7 +46,7 @@ fn no_options_from_containerd_1_7_is_empty_stdin() {
 fn containerd_2_0_sends_what_1_7_sends() {
     let h = Handshake::parse(&fixture("containerd-2.0.14-options.stdin")).unwrap();
     assert_eq!(h.caller, Caller::Legacy);
-    assert_eq!(h.task_api(), TaskApi::V2);
+    assert_eq!(h.task_api(TaskApiChoice::Auto), TaskApi::V2);
     assert_eq!(
         h.options.unwrap().value,
         config_path_options("/tmp/hs/c-c20/runsc.toml")
@@ -64,7 +64,7 @@ fn containerd_2_3_sends_bootstrap_params_and_reads_a_bootstrap_result() {
             socket_dir: Some("/run/containerd/s".into()),
         }
     );
-    assert_eq!(h.task_api(), TaskApi::V3);
+    assert_eq!(h.task_api(TaskApiChoice::Auto), TaskApi::V3);
     let o = h.options.as_ref().unwrap();
     assert_eq!(o.type_url, "runtimeoptions.v1.Options");
     assert_eq!(o.value, config_path_options("/tmp/hs/c-c23/runsc.toml"));
@@ -72,7 +72,17 @@ fn containerd_2_3_sends_bootstrap_params_and_reads_a_bootstrap_result() {
     let accepted = fixture("containerd-2.3.7-options.reply");
     let r = BootstrapResult::parse_from_bytes(&accepted).unwrap();
     assert_eq!((r.version, r.protocol.as_str()), (3, "ttrpc"));
-    assert_eq!(h.reply(&r.address).unwrap(), accepted);
+    assert_eq!(h.reply(&r.address, TaskApi::V3).unwrap(), accepted);
+}
+
+#[test]
+fn task_api_v2_can_be_chosen_for_containerd_2_3() {
+    let h = Handshake::parse(&fixture("containerd-2.3.7-options.stdin")).unwrap();
+    assert_eq!(h.task_api(TaskApiChoice::V2), TaskApi::V2);
+    let r = BootstrapResult::parse_from_bytes(&h.reply("unix:///s", TaskApi::V2).unwrap());
+    assert_eq!(r.unwrap().version, 2);
+    let legacy = Handshake::parse(b"").unwrap();
+    assert_eq!(legacy.task_api(TaskApiChoice::Auto), TaskApi::V2);
 }
 
 #[test]

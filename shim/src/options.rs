@@ -48,6 +48,20 @@ pub struct Options {
     /// default, falling back to the CLI for unknown runsc releases) or
     /// always through the runsc CLI (`cli`).
     pub sandbox_control: runsc::SandboxControl,
+    /// The task API offered to containerd (`auto`: the highest it takes).
+    pub task_api: TaskApiChoice,
+}
+
+/// Which task API `start` offers containerd.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskApiChoice {
+    /// v3 to containerd 2.3 and later, v2 to older ones.
+    #[default]
+    Auto,
+    /// v2 only: containerd then runs `start` and `delete` for every
+    /// container of a pod, as before 2.3.
+    V2,
 }
 
 /// Global runsc flags the shim sets itself; a `[runsc_config]` entry for
@@ -69,6 +83,7 @@ impl Default for Options {
             runsc_config: BTreeMap::new(),
             runsc_timeouts: BTreeMap::new(),
             sandbox_control: runsc::SandboxControl::default(),
+            task_api: TaskApiChoice::Auto,
         }
     }
 }
@@ -98,6 +113,7 @@ struct TomlOptions {
     runsc_config: BTreeMap<String, FlagValue>,
     runsc_timeouts: BTreeMap<String, f64>,
     sandbox_control: runsc::SandboxControl,
+    task_api: TaskApiChoice,
 }
 
 impl Default for TomlOptions {
@@ -116,6 +132,7 @@ impl Default for TomlOptions {
             runsc_config: BTreeMap::new(),
             runsc_timeouts: BTreeMap::new(),
             sandbox_control: d.sandbox_control,
+            task_api: d.task_api,
         }
     }
 }
@@ -179,6 +196,7 @@ impl Options {
             runsc_config,
             runsc_timeouts,
             sandbox_control: t.sandbox_control,
+            task_api: t.task_api,
         };
         if !o.log_level.is_empty() && o.log_level.parse::<log::LevelFilter>().is_err() {
             return Err(Error::InvalidArgument(format!(
@@ -381,6 +399,7 @@ log_path = "/var/log/runsc/%ID%/shim.log"
 log_level = "debug"
 io_uid = 7
 shim_cgroup = "/shims"
+task_api = "v2"
 [runsc_config]
 network = "none"
 debug = true
@@ -399,6 +418,7 @@ debug-log = "/var/log/runsc/%ID%/"
             assert_eq!(o.runsc_root("k8s.io"), "/run/x/k8s.io");
             assert_eq!(o.io_uid, 7);
             assert_eq!(o.shim_cgroup, "/shims");
+            assert_eq!(o.task_api, TaskApiChoice::V2);
             assert_eq!(o.runsc_config["network"], "none");
             assert_eq!(o.runsc_config["debug"], "true");
         }
