@@ -185,7 +185,7 @@ impl Containerd {
                 )
                 .expect("write runsc.toml");
                 (
-                    cri_config(&toml, &setup.cni_conf_dir),
+                    cri_config(&toml, &setup.cni_conf_dir) + &setup.extra_config,
                     CRI_NAMESPACE.to_string(),
                     base.join(CRI_NAMESPACE),
                 )
@@ -299,9 +299,19 @@ state = "{state}"
         self.dir.path()
     }
 
+    /// The `ctr` of this containerd's release: the one beside its binary
+    /// (a newer ctr's image import does not work on containerd 1.7), else
+    /// the one on `PATH`.
+    fn ctr_program(&self) -> PathBuf {
+        match self.program.parent() {
+            Some(d) if !d.as_os_str().is_empty() && d.join("ctr").is_file() => d.join("ctr"),
+            _ => PathBuf::from("ctr"),
+        }
+    }
+
     /// A `ctr` command bound to this containerd and namespace.
     pub fn ctr_cmd(&self) -> Command {
-        let mut c = Command::new("ctr");
+        let mut c = Command::new(self.ctr_program());
         c.env(QUIET_DEPRECATIONS.0, QUIET_DEPRECATIONS.1)
             .arg("-a")
             .arg(&self.traces.socket)
@@ -376,9 +386,10 @@ impl Containerd {
     /// a command may carry its own quoting. Bounded by [`CTR_LIMIT`].
     pub fn ctr_in_tty(&self, cols: u16, rows: u16, args: &str) -> Output {
         let line = format!(
-            "stty cols {cols} rows {rows}; {}={} ctr -a {} -n {} {args}",
+            "stty cols {cols} rows {rows}; {}={} {} -a {} -n {} {args}",
             QUIET_DEPRECATIONS.0,
             QUIET_DEPRECATIONS.1,
+            self.ctr_program().display(),
             self.traces.socket.display(),
             self.traces.namespace,
         );
