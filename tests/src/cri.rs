@@ -17,6 +17,9 @@ pub struct CriSetup {
     /// Directories before our shim's on containerd's `PATH` (a wrapper
     /// that records how containerd runs the shim).
     pub path_first: Vec<PathBuf>,
+    /// More of containerd's configuration (TOML, format version 2): more
+    /// runtime handlers beside `runsc`.
+    pub extra_config: String,
 }
 
 /// The CRI plugin's (fixed) containerd namespace.

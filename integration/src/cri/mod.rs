@@ -25,15 +25,28 @@ use test_support::{
 };
 
 mod http;
+mod recording;
 mod specs;
 
 pub use http::{http_get, serve_http_script};
+pub use recording::RecordingShim;
 pub use specs::{CtrSpec, PodSpec};
 
 /// The RuntimeClass handler our shim is registered as.
 pub const HANDLER: &str = "runsc";
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// What a CRI environment may have beyond the defaults.
+#[derive(Debug, Default)]
+pub struct CriExtras {
+    /// Directories before our shim's on containerd's `PATH`.
+    pub path_first: Vec<PathBuf>,
+    /// More of containerd's configuration (more runtime handlers).
+    pub extra_config: String,
+    /// More of handler `runsc`'s `runsc.toml`.
+    pub runsc_toml: String,
+}
 
 /// One CRI test environment. Fields drop in order: pods go before
 /// containerd, containerd before the network.
@@ -56,12 +69,11 @@ fn connect(rt: &tokio::runtime::Runtime, c: &Containerd) -> RuntimeServiceClient
 
 impl Cri {
     pub fn start() -> Cri {
-        Self::start_with_path(Vec::new())
+        Self::start_with(CriExtras::default())
     }
 
-    /// Like [`Cri::start`] with `path_first` before our shim's directory on
-    /// containerd's `PATH`.
-    pub fn start_with_path(path_first: Vec<PathBuf>) -> Cri {
+    /// Like [`Cri::start`] with `extras`.
+    pub fn start_with(extras: CriExtras) -> Cri {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let logs = tempfile::Builder::new()
             .prefix("cri-logs-")
@@ -72,8 +84,9 @@ impl Cri {
         let net = CniNetwork::new(logs.path(), n);
         let containerd = Containerd::start_cri(&CriSetup {
             cni_conf_dir: net.conf_dir.clone(),
-            runsc_toml: String::new(),
-            path_first,
+            runsc_toml: extras.runsc_toml,
+            path_first: extras.path_first,
+            extra_config: extras.extra_config,
         });
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -120,7 +133,11 @@ impl Cri {
         let config = self.pod_config(p);
         let req = RunPodSandboxRequest {
             config: Some(config.clone()),
-            runtime_handler: HANDLER.into(),
+            runtime_handler: if p.handler.is_empty() {
+                HANDLER.into()
+            } else {
+                p.handler.clone()
+            },
         };
         let id = self
             .rt
@@ -275,17 +292,21 @@ impl Cri {
             .map(|r| r.into_inner().items)
             .unwrap_or_default();
         for p in list {
-            let _ = self
-                .rt
-                .block_on(self.client.stop_pod_sandbox(StopPodSandboxRequest {
-                    pod_sandbox_id: p.id.clone(),
-                }));
-            let _ = self
-                .rt
-                .block_on(self.client.remove_pod_sandbox(RemovePodSandboxRequest {
-                    pod_sandbox_id: p.id.clone(),
-                }));
+            let _ = self.remove_pod(&p.id);
         }
+    }
+
+    /// StopPodSandbox + RemovePodSandbox of `pod`.
+    pub fn remove_pod(&mut self, pod: &str) -> Result<(), tonic::Status> {
+        self.rt
+            .block_on(self.client.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.into(),
+            }))?;
+        self.rt
+            .block_on(self.client.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod.into(),
+            }))?;
+        Ok(())
     }
 
     /// Ids of every container.

@@ -21,6 +21,8 @@ pub struct PodSpec {
     pub annotations: Vec<(String, String)>,
     /// The pod's cgroup (cgroupfs), as the kubelet gives it.
     pub cgroup_parent: String,
+    /// The RuntimeClass handler (empty: [`super::HANDLER`]).
+    pub handler: String,
 }
 
 /// How a container is asked for.
