@@ -8,6 +8,8 @@ CARGO ?= cargo
 PROFILE ?= release
 SHIM := containerd-shim-runsc-v1
 BENCH_ITERS ?= 20
+# CRI pods per handler in make bench (each about a second).
+BENCH_POD_ITERS ?= 10
 # Seconds one test command may run (building its tests included) before it
 # is killed: a hang fails CI with its output instead of eating CI's time.
 # ctr calls made through the harness have their own, shorter bound
@@ -69,7 +71,7 @@ demo: deps build ## Private containerd + our shim + busybox under gVisor
 demo-pod: deps build ## A CRI pod under gVisor serving HTTP on its pod IP (CNI bridge)
 	./scripts/demo.sh target/$(PROFILE) demo_pod
 
-bench: deps build ## Compare our shim with Go's runc shim driving runsc and bare runsc, on the system runsc and runsc 0.0~20240729
+bench: deps build ## Compare our shim with Go's runc shim driving runsc and bare runsc, on the system runsc and runsc 0.0~20240729; then CRI pods on task API v3 against v2 (containerd 2.3)
 	$(CARGO) run --locked --release -p integration --bin bench -- --iterations $(BENCH_ITERS) --shim-dir target/$(PROFILE) --out target/bench-results.json
 	dir=$$(./scripts/versions.sh | awk '$$1 == "runsc-2024" {print $$2}') || dir=""; \
 	if [ -n "$$dir" ]; then \
@@ -77,9 +79,13 @@ bench: deps build ## Compare our shim with Go's runc shim driving runsc and bare
 	else \
 	  echo "bench: runsc 0.0~20240729 not available (scripts/versions.sh failed): skipped"; \
 	fi
+	path="$(LTS_PATH)"; PATH="$$path$$PATH" CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1 \
+	  $(CARGO) run --locked --release -p integration --bin bench_pods -- --iterations $(BENCH_POD_ITERS) --shim-dir $(CURDIR)/target/$(PROFILE) --out target/bench-pods.json
 
 bench-smoke: build ## One-iteration benchmark run so the harness cannot rot
 	$(CARGO) run --locked --release -p integration --bin bench -- --iterations 1 --shim-dir target/$(PROFILE) --out target/bench-smoke.json
+	path="$(LTS_PATH)"; PATH="$$path$$PATH" CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1 \
+	  $(CARGO) run --locked --release -p integration --bin bench_pods -- --iterations 1 --shim-dir $(CURDIR)/target/$(PROFILE) --out target/bench-pods-smoke.json
 
 clean:
 	$(CARGO) clean
