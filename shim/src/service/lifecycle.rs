@@ -257,6 +257,12 @@ impl Service {
     pub(super) async fn delete(&self, req: api::DeleteRequest) -> Result<api::DeleteResponse> {
         let c = self.container(&req.id)?;
         let p = c.process(&req.exec_id)?;
+        // After the exit's event, and after a Delete already under way:
+        // a second Delete (containerd sends one from the exit handler and
+        // one from a failed RunPodSandbox's cleanup) waits for the first
+        // and then finds the process gone, so containerd never closes the
+        // connection under the first one's reply.
+        let _turn = p.event_turn().await;
         match p.status() {
             Status::Running | Status::Paused => {
                 return Err(Error::FailedPrecondition(format!(
@@ -275,8 +281,6 @@ impl Service {
             Status::Created | Status::Stopped => {}
         }
         let was_created = p.status() == Status::Created;
-        // After the exit's event.
-        let _turn = p.event_turn().await;
         p.transition(&[Status::Created, Status::Stopped], Status::Deleted)?;
         // A container that ran on its own sandbox leaves only runsc's state
         // and cgroups once it exited. Those go off containerd's critical

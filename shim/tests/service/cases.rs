@@ -387,3 +387,56 @@ async fn a_reused_id_waits_until_the_previous_container_is_removed() {
     std::fs::remove_file(h.path("slow-delete")).unwrap();
     h.delete("r1").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_second_delete_waits_for_the_first_then_finds_nothing() {
+    let h = Harness::new("").await;
+    h.create("w1").await.unwrap();
+    // A created container's runsc delete runs before Delete answers.
+    h.set("slow-delete");
+    let first = {
+        let svc = h.svc.clone();
+        tokio::spawn(async move {
+            let req = api::DeleteRequest {
+                id: "w1".into(),
+                ..Default::default()
+            };
+            svc.delete(&ctx(), req).await.map_err(code)
+        })
+    };
+    // Let the first Delete reach its runsc delete.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = h.delete_answered("w1").await;
+    assert!(
+        first.is_finished(),
+        "the second Delete answered while the first was still under way"
+    );
+    assert_eq!(second.unwrap_err(), Code::NOT_FOUND);
+    first.await.unwrap().unwrap();
+    std::fs::remove_file(h.path("slow-delete")).unwrap();
+    h.svc.finish_cleanups().await;
+}
+
+#[tokio::test]
+async fn a_shutdown_with_containers_left_ends_the_shim_at_the_last_delete() {
+    // Task API v3: containerd shuts the shim down after the pod's sandbox
+    // container only, and sends nothing after its members.
+    let h = Harness::new("").await;
+    h.create("m1").await.unwrap();
+    h.create("m2").await.unwrap();
+    h.svc
+        .shutdown(&ctx(), api::ShutdownRequest::default())
+        .await
+        .unwrap();
+    h.delete("m1").await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), h.exit.wait())
+            .await
+            .is_err(),
+        "the shim ended with a container left"
+    );
+    h.delete("m2").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), h.exit.wait())
+        .await
+        .expect("the last Delete did not end the shim");
+}
