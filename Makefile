@@ -20,9 +20,9 @@ TIER_LIMIT ?= 1800
 # 0.0~20240729, from scripts/versions.sh's caches, first on PATH.
 LTS_PATH = $$(./scripts/versions.sh | awk '$$1 == "containerd-2.3" || $$1 == "runsc-2024" {printf "%s:", $$2}')
 # The tiers of `make test`, in order; each prints its time.
-TIERS := deps lint unit integration matrix bench-smoke
+TIERS := deps lint unit integration matrix critest bench-smoke
 
-.PHONY: all deps build install lint unit integration matrix test demo demo-pod bench bench-smoke clean
+.PHONY: all deps build install lint unit integration matrix critest test demo demo-pod bench bench-smoke clean
 
 all: build
 
@@ -57,6 +57,9 @@ integration: build ## Real runsc and containerd suites (root), on containerd 2.3
 
 matrix: build ## e2e/CRI tiers on the other containerd x runsc pairs (fetched into .cache/versions)
 	./scripts/matrix.sh target/$(PROFILE)
+
+critest: build ## cri-tools' critest v1.37.0 against containerd 2.3's CRI with handler runsc; fails on any failure not in integration/critest/expected-failures.txt
+	./scripts/critest.sh target/$(PROFILE)
 
 test: ## Everything CI runs: the tiers in TIERS, each timed
 	@for t in $(TIERS); do \

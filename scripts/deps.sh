@@ -3,7 +3,8 @@
 # a second run installs nothing.
 set -euo pipefail
 
-pkgs=(containerd runc runsc busybox-static iproute2 protobuf-compiler procps util-linux tar containernetworking-plugins iptables)
+# gcc and libc6-dev: the critest tier's image helpers are static C programs.
+pkgs=(containerd runc runsc busybox-static iproute2 protobuf-compiler procps util-linux tar containernetworking-plugins iptables gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,8 +1,10 @@
 //! End-to-end suites (`tests/e2e`, `tests/cri`), the `demo` and `demo_pod`
 //! binaries behind `make demo` and `make demo-pod`, the `bench` harness
 //! behind `make bench`, and [`cri`], the CRI environment the CRI tier and
-//! the pod demo share. Shared helpers live in the
+//! the pod demo share; [`critest`] is the critest tier
+//! (`scripts/critest.sh`). Shared helpers live in the
 //! `test-support` crate.
 
 pub mod bench;
 pub mod cri;
+pub mod critest;

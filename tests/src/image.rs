@@ -57,7 +57,8 @@ pub const APPLETS: &[&str] = &[
     "tr",
 ];
 
-fn sha256_hex(data: &[u8]) -> String {
+/// The lowercase hex SHA-256 of `data` (an OCI digest without `sha256:`).
+pub fn sha256_hex(data: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(data);
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
