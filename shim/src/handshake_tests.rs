@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::options::tests::any;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/handshake");
 
@@ -108,14 +109,6 @@ fn params(extensions: Vec<Any>) -> Vec<u8> {
     }
     .write_to_bytes()
     .unwrap()
-}
-
-fn any(type_url: &str, value: Vec<u8>) -> Any {
-    Any {
-        type_url: type_url.into(),
-        value,
-        ..Default::default()
-    }
 }
 
 #[test]

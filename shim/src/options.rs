@@ -354,7 +354,7 @@ fn decode_runtime_options(bytes: &[u8]) -> Result<(String, String)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn encode(type_url: &str, path: &str) -> Vec<u8> {
@@ -370,7 +370,7 @@ mod tests {
         v
     }
 
-    fn any(type_url: &str, value: Vec<u8>) -> Any {
+    pub(crate) fn any(type_url: &str, value: Vec<u8>) -> Any {
         Any {
             type_url: type_url.into(),
             value,

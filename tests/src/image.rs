@@ -64,6 +64,25 @@ pub fn sha256_hex(data: &[u8]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Packs `dir` into the uncompressed tar `out` the same way every time
+/// (sorted, mtime 0, owned by root), so an image layer's digest depends on
+/// its files alone.
+pub fn layer_tar(dir: &Path, out: &Path) -> io::Result<()> {
+    run(Command::new("tar")
+        .args([
+            "--sort=name",
+            "--mtime=@0",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+        ])
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(out)
+        .arg("."))
+}
+
 fn run(cmd: &mut Command) -> io::Result<()> {
     let st = cmd.status()?;
     if st.success() {
@@ -159,19 +178,7 @@ pub fn build_image(work: &Path, name: &str, cmd: &[&str]) -> io::Result<PathBuf>
     fs::create_dir_all(&blobs)?;
 
     let layer_path = work.join(format!("layer-{tag}.tar"));
-    run(Command::new("tar")
-        .args([
-            "--sort=name",
-            "--mtime=@0",
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-        ])
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&layer_path)
-        .arg("."))?;
+    layer_tar(&rootfs, &layer_path)?;
     let layer = fs::read(&layer_path)?;
     let layer_digest = sha256_hex(&layer);
     fs::write(blobs.join(&layer_digest), &layer)?;

@@ -317,19 +317,7 @@ impl Builder {
         fs::create_dir_all(&root).map_err(err("mkdir layer"))?;
         fill(&root)?;
         let tar = self.work.join(format!("layer-{}.tar", self.n));
-        run(Command::new("tar")
-            .args([
-                "--sort=name",
-                "--mtime=@0",
-                "--owner=0",
-                "--group=0",
-                "--numeric-owner",
-            ])
-            .arg("-C")
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."))?;
+        test_support::image::layer_tar(&root, &tar).map_err(err("pack layer"))?;
         let data = fs::read(&tar).map_err(err("read layer"))?;
         let _ = fs::remove_dir_all(&root);
         let _ = fs::remove_file(&tar);
