@@ -7,8 +7,12 @@
 #   - containerd 2.3 with direct sandbox control forced off (every call
 #     through the runsc CLI): the e2e tier on each runsc, the client tier
 #     with runsc 0.0~20221219;
-#   - containerd 2.0 (LTS), 2.4 (current) and 1.7 (Debian 13's), each with
-#     either runsc: an e2e smoke subset, a CRI pod, and the client tier;
+#   - containerd 2.4 (current) + runsc 0.0~20240729: the e2e, CRI and
+#     client tiers (`make integration`'s install tier runs its documented
+#     config too);
+#   - containerd 2.0 (LTS), 2.4 and 1.7 (Debian 13's), each with either
+#     runsc (but 2.4's full row): an e2e smoke subset, a CRI pod, and the
+#     client tier;
 #   - containerd 1.6 (Debian 12's) and 2.1: the e2e smoke subset.
 # Prints each row's time and a table; fails if any row did.
 #
@@ -52,8 +56,11 @@ RUNSC_SHIM_SANDBOX_CONTROL=cli row "containerd 2.3 + runsc 2022, sandbox control
   containerd-2.3 runsc-2022 --no-fail-fast --test e2e --test clients -- --test-threads=2 "${skip_direct[@]}"
 RUNSC_SHIM_SANDBOX_CONTROL=cli row "containerd 2.3 + runsc 2024, sandbox control through the CLI: e2e tier" \
   containerd-2.3 runsc-2024 --no-fail-fast --test e2e -- --test-threads=2 "${skip_direct[@]}"
+row "containerd 2.4 + runsc 2024: e2e, CRI and client tiers" containerd-2.4 runsc-2024 \
+  --no-fail-fast --test e2e --test cri --test clients -- --test-threads=2
 for ct in containerd-2.0 containerd-2.4 containerd-1.7; do
   for rs in runsc-2022 runsc-2024; do
+    [ "$ct $rs" = "containerd-2.4 runsc-2024" ] && continue
     name="${ct/-/ } + ${rs/-/ }"
     row "$name: e2e smoke" "$ct" "$rs" --test e2e -- --test-threads=2 "${smoke[@]}"
     row "$name: CRI pod" "$ct" "$rs" --test cri -- --test-threads=2 "${cri_smoke[@]}"

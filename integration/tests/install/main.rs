@@ -221,6 +221,13 @@ fn containerd_2_1_runs_a_pod_with_the_documented_config() {
     }
 }
 
+#[test]
+fn containerd_2_4_runs_a_pod_with_the_documented_config() {
+    if let Some(dir) = fetched("containerd-2.4") {
+        documented_config_runs_a_pod(&dir);
+    }
+}
+
 /// What differs between the config formats: the documented file, the CRI
 /// runtime table prefix (as `containerd config default` of that version
 /// names it) and the private tables.
