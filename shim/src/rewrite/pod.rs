@@ -40,15 +40,19 @@ fn mounts(spec: &mut Value) -> Option<&mut Vec<Value>> {
 /// The sandbox joins the pod's cgroup (the last `pod…` element of its
 /// `linux.cgroupsPath`) instead of the pause container's: the kubelet sets
 /// the pod's limits there. Returns the parent set, if any.
+///
+/// On the systemd driver the path is `<slice>:<prefix>:<name>` and runsc
+/// takes a parent only in that form too: a sandbox whose slice is the pod's
+/// (`kubepods[-<qos>]-pod<uid>.slice`) gets its whole path, a scope in the
+/// pod's slice, under the pod's limits.
 pub fn pod_cgroup_parent(spec: &mut Value) -> Option<String> {
     if annotation(spec, CGROUP_PARENT).is_some() {
         return None;
     }
     let path = spec.pointer("/linux/cgroupsPath")?.as_str()?.to_string();
     let parent = if path.contains(':') {
-        // systemd: "<slice>:<prefix>:<name>"; the slice is the pod's.
         let slice = path.split(':').next()?;
-        slice.contains("pod").then(|| slice.to_string())?
+        is_pod_slice(slice).then_some(path)?
     } else {
         let parts: Vec<&str> = path.split('/').collect();
         let i = parts.iter().rposition(|p| p.starts_with("pod"))?;
@@ -56,6 +60,15 @@ pub fn pod_cgroup_parent(spec: &mut Value) -> Option<String> {
     };
     annotations(spec)?.insert(CGROUP_PARENT.into(), Value::String(parent.clone()));
     Some(parent)
+}
+
+/// Whether a systemd slice is a pod's (`kubepods-besteffort-pod<uid>.slice`,
+/// `kubepods-pod<uid>.slice`), not a QoS class's or the kubepods one.
+fn is_pod_slice(slice: &str) -> bool {
+    slice
+        .strip_suffix(".slice")
+        .and_then(|s| s.rsplit('-').next())
+        .is_some_and(|last| last.starts_with("pod"))
 }
 
 /// CRI bind-mounts the same host directory on every container's
@@ -271,10 +284,19 @@ mod tests {
                 "/kubepods/burstable/pod123/abc",
                 Some("/kubepods/burstable/pod123"),
             ),
+            // runsc refuses a bare slice as a systemd parent.
             (
                 "kubepods-besteffort-pod9.slice:cri-containerd:abc",
-                Some("kubepods-besteffort-pod9.slice"),
+                Some("kubepods-besteffort-pod9.slice:cri-containerd:abc"),
             ),
+            (
+                "kubepods-pod9.slice:cri-containerd:abc",
+                Some("kubepods-pod9.slice:cri-containerd:abc"),
+            ),
+            // A QoS class's slice, or kubepods', is no pod's.
+            ("kubepods-besteffort.slice:cri-containerd:abc", None),
+            ("kubepods.slice:cri-containerd:abc", None),
+            ("system.slice:test:abc", None),
             ("/system.slice/abc", None),
         ] {
             let mut spec = json!({"linux": {"cgroupsPath": path}});
