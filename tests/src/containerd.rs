@@ -181,7 +181,10 @@ impl Containerd {
                 let toml = d.join("runsc.toml");
                 fs::write(
                     &toml,
-                    format!("root = \"{}\"\n{}\n", base.display(), setup.runsc_toml),
+                    crate::cri::with_runsc_config(
+                        &format!("root = \"{}\"\n{}\n", base.display(), setup.runsc_toml),
+                        crate::cri::CgroupDriver::from_env().runsc_config_lines(),
+                    ),
                 )
                 .expect("write runsc.toml");
                 (

@@ -77,3 +77,93 @@ pub fn pod_annotation_args(role: PodRole, sandbox_id: &str) -> Vec<String> {
         format!("io.kubernetes.cri.sandbox-id={sandbox_id}"),
     ]
 }
+
+/// How the kubelet of a test names pod cgroups: cgroupfs paths, or systemd
+/// slices (kubelet's systemd cgroup driver, the kubeadm default on cgroup
+/// v2 nodes). Chosen for a whole test run by `RUNSC_SHIM_TEST_CGROUP_DRIVER`
+/// (`systemd` or `cgroupfs`, the default), as a node's kubelet is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupDriver {
+    /// `/kubepods/...` directories (or containerd's default place).
+    Cgroupfs,
+    /// `kubepods-<qos>-pod<uid>.slice`, and runsc told `systemd-cgroup`.
+    Systemd,
+}
+
+impl CgroupDriver {
+    /// The driver this test run is on.
+    pub fn from_env() -> CgroupDriver {
+        match std::env::var("RUNSC_SHIM_TEST_CGROUP_DRIVER").as_deref() {
+            Ok("systemd") => CgroupDriver::Systemd,
+            Ok("cgroupfs") | Ok("") | Err(_) => CgroupDriver::Cgroupfs,
+            Ok(other) => panic!("RUNSC_SHIM_TEST_CGROUP_DRIVER={other}: want systemd or cgroupfs"),
+        }
+    }
+
+    /// What `runsc.toml` needs for this driver (runsc must be told, as
+    /// runc is by `SystemdCgroup`).
+    pub fn runsc_config_lines(self) -> &'static str {
+        match self {
+            CgroupDriver::Cgroupfs => "",
+            CgroupDriver::Systemd => "systemd-cgroup = \"true\"\n",
+        }
+    }
+
+    /// The pod cgroup parent the kubelet gives a best-effort pod of `uid`
+    /// (empty on cgroupfs: containerd's default place).
+    pub fn pod_parent(self, uid: &str) -> String {
+        match self {
+            CgroupDriver::Cgroupfs => String::new(),
+            CgroupDriver::Systemd => format!("{}.slice", pod_slice_stem(uid)),
+        }
+    }
+}
+
+/// `kubepods-besteffort-pod<uid>`, with the uid's dashes turned to
+/// underscores as the kubelet does (a dash in a slice name means nesting).
+pub fn pod_slice_stem(uid: &str) -> String {
+    format!("kubepods-besteffort-pod{}", uid.replace('-', "_"))
+}
+
+/// Adds `lines` to the `[runsc_config]` table of a `runsc.toml` text,
+/// creating the table if it has none.
+pub fn with_runsc_config(toml: &str, lines: &str) -> String {
+    if lines.is_empty() {
+        return toml.to_string();
+    }
+    match toml.find("[runsc_config]\n") {
+        Some(i) => {
+            let at = i + "[runsc_config]\n".len();
+            format!("{}{lines}{}", &toml[..at], &toml[at..])
+        }
+        None => format!("{toml}\n[runsc_config]\n{lines}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runsc_config_lines_join_an_existing_table() {
+        let l = "systemd-cgroup = \"true\"\n";
+        assert_eq!(with_runsc_config("", ""), "");
+        assert_eq!(
+            with_runsc_config("a = 1\n[runsc_config]\nnetwork = \"none\"\n", l),
+            "a = 1\n[runsc_config]\nsystemd-cgroup = \"true\"\nnetwork = \"none\"\n"
+        );
+        assert_eq!(
+            with_runsc_config("a = 1\n", l),
+            "a = 1\n\n[runsc_config]\nsystemd-cgroup = \"true\"\n"
+        );
+    }
+
+    #[test]
+    fn pod_slices_are_named_as_the_kubelet_names_them() {
+        assert_eq!(
+            CgroupDriver::Systemd.pod_parent("uid-12-a-b"),
+            "kubepods-besteffort-poduid_12_a_b.slice"
+        );
+        assert_eq!(CgroupDriver::Cgroupfs.pod_parent("x"), "");
+    }
+}

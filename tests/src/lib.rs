@@ -2,6 +2,7 @@
 //!
 //! - [`abort`]: cleanups that also run when a binary built to abort on
 //!   panic (`make demo`, `make bench`) panics.
+//! - [`cgroup`]: a process's host cgroup files (limits), on either cgroup version.
 //! - [`bundle`]: OCI bundles with a busybox rootfs, for driving runsc directly.
 //! - [`image`]: an OCI image tarball built from busybox, for `ctr images import`.
 //! - [`containerd`]: a private containerd (own config, root, state and socket)
@@ -19,6 +20,7 @@
 
 pub mod abort;
 pub mod bundle;
+pub mod cgroup;
 pub mod cni;
 pub mod configured;
 pub mod containerd;

@@ -22,6 +22,7 @@ use k8s_cri::v1::{
 use test_support::{
     cni::CniNetwork,
     containerd::{Containerd, CriSetup},
+    cri::{pod_slice_stem, CgroupDriver},
 };
 
 mod http;
@@ -275,6 +276,23 @@ impl Cri {
             .unwrap()
     }
 
+    /// The host pid of a pod's sandbox (runsc's sandbox process), from
+    /// the CRI plugin's verbose status.
+    pub fn sandbox_pid(&mut self, pod: &str) -> u32 {
+        let req = PodSandboxStatusRequest {
+            pod_sandbox_id: pod.into(),
+            verbose: true,
+        };
+        let info = self
+            .rt
+            .block_on(self.client.pod_sandbox_status(req))
+            .unwrap()
+            .into_inner()
+            .info;
+        let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+        v["pid"].as_u64().unwrap() as u32
+    }
+
     /// A container's CRI log file.
     pub fn log_of(&self, pod: &PodSandboxConfig, name: &str) -> PathBuf {
         PathBuf::from(&pod.log_directory).join(format!("{name}.log"))
@@ -336,10 +354,13 @@ impl Cri {
     pub fn stop_and_check(mut self) {
         self.remove_pods();
         let netns = self.net.new_netns();
+        let units = systemd_units_left();
+        stop_pod_slices();
         if let Some(c) = self.containerd.take() {
             c.stop_and_check();
         }
         assert!(netns.is_empty(), "CRI left network namespaces: {netns:?}");
+        assert!(units.is_empty(), "CRI left systemd units: {units:?}");
     }
 }
 
@@ -348,5 +369,41 @@ impl Drop for Cri {
         if self.containerd.is_some() {
             self.remove_pods();
         }
+        stop_pod_slices();
     }
+}
+
+/// The pod slices of this test process's pods: systemd keeps an empty slice
+/// (the kubelet removes its own); ours go when the test's pods are gone.
+fn stop_pod_slices() {
+    if CgroupDriver::from_env() == CgroupDriver::Systemd {
+        let pattern = format!("{}*.slice", pod_slice_stem(&Cri::pod_uid("")));
+        let _ = std::process::Command::new("systemctl")
+            .args(["stop", &pattern])
+            .status();
+    }
+}
+
+/// Scopes of this test process's pods that are still loaded (on the
+/// systemd driver every sandbox is one, in its pod's slice).
+fn systemd_units_left() -> Vec<String> {
+    if CgroupDriver::from_env() != CgroupDriver::Systemd {
+        return Vec::new();
+    }
+    let out = std::process::Command::new("systemctl")
+        .args([
+            "list-units",
+            "--all",
+            "--plain",
+            "--no-legend",
+            "--type=scope",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|u| u.starts_with("cri-containerd-"))
+        .map(str::to_string)
+        .collect()
 }

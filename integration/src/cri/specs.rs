@@ -6,7 +6,7 @@ use k8s_cri::v1::{
     LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
     NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
 };
-use test_support::image::IMAGE_REF;
+use test_support::{cri::CgroupDriver, image::IMAGE_REF};
 
 use super::Cri;
 
@@ -23,6 +23,9 @@ pub struct PodSpec {
     pub cgroup_parent: String,
     /// The RuntimeClass handler (empty: [`super::HANDLER`]).
     pub handler: String,
+    /// The pod's own limits (the kubelet's sum of its containers', or
+    /// pod-level resources), which containerd passes to the runtime.
+    pub resources: Option<k8s_cri::v1::LinuxContainerResources>,
 }
 
 /// How a container is asked for.
@@ -37,6 +40,13 @@ pub struct CtrSpec {
 }
 
 impl CtrSpec {
+    /// A container that allocates memory until it is OOM-killed: one
+    /// read into a 512 MiB buffer, quick even in an emulated VM (where
+    /// `tail /dev/zero`'s small reads take minutes).
+    pub fn memory_hog(name: &str) -> CtrSpec {
+        Self::sh(name, "dd if=/dev/zero of=/dev/null bs=512M count=1")
+    }
+
     pub fn sh(name: &str, script: &str) -> CtrSpec {
         CtrSpec {
             name: name.into(),
@@ -66,7 +76,7 @@ impl Cri {
         PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: p.name.clone(),
-                uid,
+                uid: uid.clone(),
                 namespace: "default".into(),
                 attempt: 0,
             }),
@@ -84,7 +94,11 @@ impl Cri {
                 })
                 .collect(),
             linux: Some(LinuxPodSandboxConfig {
-                cgroup_parent: p.cgroup_parent.clone(),
+                cgroup_parent: if p.cgroup_parent.is_empty() {
+                    CgroupDriver::from_env().pod_parent(&uid)
+                } else {
+                    p.cgroup_parent.clone()
+                },
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
                         network: mode(p.host_network),
@@ -99,6 +113,7 @@ impl Cri {
                     privileged: p.privileged,
                     ..Default::default()
                 }),
+                resources: p.resources.clone(),
                 ..Default::default()
             }),
             ..Default::default()

@@ -9,6 +9,7 @@ use k8s_cri::v1::{
 };
 
 use integration::cri::{Cri, CtrSpec, PodSpec};
+use test_support::cri::{pod_slice_stem, CgroupDriver};
 
 fn pod(cri: &mut Cri, name: &str) -> (String, k8s_cri::v1::PodSandboxConfig) {
     cri.run_pod(&PodSpec {
@@ -163,17 +164,52 @@ fn a_members_resources_update_is_refused_not_applied_to_the_pod() {
     cri.stop_and_check();
 }
 
-/// A pod cgroup with a memory limit, as the kubelet makes one; removed
-/// (with whatever runsc made below it, in every controller) on drop.
-struct PodCgroup(String);
+/// A pod cgroup with a memory limit, as the kubelet makes one on the
+/// run's cgroup driver: a directory on cgroupfs (either cgroup version), a
+/// slice with `MemoryMax` on systemd. Removed (with whatever runsc made
+/// below it) on drop.
+struct PodCgroup {
+    /// What the pod's `cgroup_parent` is.
+    parent: String,
+}
 
 impl PodCgroup {
     fn new(limit: u64) -> PodCgroup {
         let name = format!("podrsoom{}", std::process::id());
-        let mem = std::path::Path::new("/sys/fs/cgroup/memory").join(&name);
-        std::fs::create_dir_all(&mem).unwrap();
-        std::fs::write(mem.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
-        PodCgroup(name)
+        match CgroupDriver::from_env() {
+            CgroupDriver::Systemd => {
+                let slice = format!("{}.slice", pod_slice_stem(&name));
+                let st = std::process::Command::new("systemctl")
+                    .args([
+                        "set-property",
+                        "--runtime",
+                        &slice,
+                        &format!("MemoryMax={limit}"),
+                    ])
+                    .status()
+                    .unwrap();
+                assert!(st.success(), "systemctl set-property {slice}");
+                PodCgroup { parent: slice }
+            }
+            CgroupDriver::Cgroupfs => {
+                let (dir, file) = if test_support::cgroup::is_v2() {
+                    (
+                        std::path::Path::new("/sys/fs/cgroup").join(&name),
+                        "memory.max",
+                    )
+                } else {
+                    (
+                        std::path::Path::new("/sys/fs/cgroup/memory").join(&name),
+                        "memory.limit_in_bytes",
+                    )
+                };
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join(file), limit.to_string()).unwrap();
+                PodCgroup {
+                    parent: format!("/{name}"),
+                }
+            }
+        }
     }
 }
 
@@ -189,12 +225,23 @@ impl Drop for PodCgroup {
             }
             let _ = std::fs::remove_dir(dir);
         }
-        for c in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            remove(&c.path().join(&self.0));
+        if let Some(rel) = self.parent.strip_prefix('/') {
+            remove(&std::path::Path::new("/sys/fs/cgroup").join(rel));
+            for c in std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                remove(&c.path().join(rel));
+            }
+        } else {
+            for verb in ["stop", "revert"] {
+                let _ = std::process::Command::new("systemctl")
+                    .args([verb, &self.parent])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
         }
     }
 }
@@ -205,11 +252,10 @@ fn an_oom_kill_is_reported_as_oomkilled() {
     let mut cri = Cri::start();
     let p = cri.run_pod(&PodSpec {
         name: "oom".into(),
-        cgroup_parent: format!("/{}", cg.0),
+        cgroup_parent: cg.parent.clone(),
         ..Default::default()
     });
-    // tail buffers /dev/zero (no newline) until the pod's limit is hit.
-    let id = cri.run_container(&p, &CtrSpec::sh("hog", "tail /dev/zero"), false);
+    let id = cri.run_container(&p, &CtrSpec::memory_hog("hog"), false);
     let s = cri.wait_exited(&id);
     assert_eq!(
         (s.exit_code, s.reason.as_str()),

@@ -13,6 +13,7 @@ use containerd_client::{
 };
 use prost_types::Any;
 
+use test_support::cgroup::memory_limit;
 use test_support::cri::{pod_annotation_args, PodRole};
 
 use crate::{Containerd, OutputExt};
@@ -21,26 +22,6 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap()
-}
-
-/// The host cgroup v1 memory limit of a task's sandbox.
-fn memory_limit(pid: u32) -> u64 {
-    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let rel = cg
-        .lines()
-        .find_map(|l| {
-            let mut p = l.splitn(3, ':');
-            let (_, ctrl, path) = (p.next()?, p.next()?, p.next()?);
-            ctrl.split(',')
-                .any(|c| c == "memory")
-                .then(|| path.to_string())
-        })
-        .expect("memory cgroup");
-    std::fs::read_to_string(format!("/sys/fs/cgroup/memory{rel}/memory.limit_in_bytes"))
-        .unwrap()
-        .trim()
-        .parse()
         .unwrap()
 }
 
