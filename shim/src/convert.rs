@@ -36,15 +36,29 @@ pub fn to_any<M: containerd_shim::protos::protobuf::Message>(type_url: &str, m: 
     a
 }
 
-/// Whose figures a container's Stats carry.
+/// Whose figures a container's Stats carry. runsc counts CPU and pids per
+/// container, but memory only for the whole sandbox (0.0~20221219 gives
+/// every container the sandbox's figure; later releases split it), and
+/// the host cgroup is the sandbox's. So the sandbox's memory is attributed
+/// the way gVisor's own `runsc events` does since 2024, from the host
+/// cgroup, the same on every runsc: in a pod, each running member gets an
+/// equal share and the sandbox (pause) container none, so a pod's
+/// containers add up to the pod's figure, never more, and no running
+/// member shows 0 (the kubelet reads members only; the pod's own figure is
+/// its cgroup's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// The sandbox's own container: the whole sandbox (its host cgroup).
+    /// A sandbox's own container with no running member: the whole sandbox.
     Sandbox,
-    /// A pod member: only what runsc accounts per container (its CPU
-    /// share). Memory and pids are the sandbox's alone, reported once by the
-    /// sandbox container, so a pod's sum never counts them once per member.
-    Member,
+    /// A sandbox's own container while members run: its own CPU and pids,
+    /// no memory.
+    PodSandbox,
+    /// A pod member, one of `members` running: its own CPU and pids, and
+    /// its share of the sandbox's memory.
+    Member {
+        /// How many members of the sandbox run (this one included).
+        members: u64,
+    },
 }
 
 /// Metrics for Stats: runsc's per-container view where it has one (CPU
@@ -52,21 +66,94 @@ pub enum Scope {
 /// expects for the host's cgroup mode.
 pub fn metrics(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>, scope: Scope) -> Any {
     let mode = cg.map(HostCgroup::mode).unwrap_or_else(crate::cgroup::mode);
-    let cpu_only;
-    let (stats, cg) = match scope {
-        Scope::Sandbox => (stats, cg),
-        Scope::Member => {
-            cpu_only = stats.map(|s| runsc::Stats {
-                cpu: s.cpu.clone(),
-                ..Default::default()
-            });
-            (cpu_only.as_ref(), None)
+    let own = stats.map(|s| runsc::Stats {
+        cpu: s.cpu.clone(),
+        pids: s.pids.clone(),
+        ..Default::default()
+    });
+    match (mode, scope) {
+        (Mode::V1, Scope::Sandbox) => to_any(V1, &metrics_v1(stats, cg)),
+        (Mode::V2, Scope::Sandbox) => to_any(V2, &metrics_v2(stats, cg)),
+        (Mode::V1, Scope::PodSandbox) => to_any(V1, &metrics_v1(own.as_ref(), None)),
+        (Mode::V2, Scope::PodSandbox) => to_any(V2, &metrics_v2(own.as_ref(), None)),
+        (Mode::V1, Scope::Member { members }) => {
+            let mut m = metrics_v1(own.as_ref(), None);
+            if let Some(cg) = cg {
+                m.memory = Some(share_v1(
+                    metrics_v1(None, Some(cg)).memory.unwrap_or_default(),
+                    members,
+                ))
+                .into();
+            }
+            to_any(V1, &m)
         }
-    };
-    match mode {
-        Mode::V1 => to_any("io.containerd.cgroups.v1.Metrics", &metrics_v1(stats, cg)),
-        Mode::V2 => to_any("io.containerd.cgroups.v2.Metrics", &metrics_v2(stats, cg)),
+        (Mode::V2, Scope::Member { members }) => {
+            let mut m = metrics_v2(own.as_ref(), None);
+            if let Some(cg) = cg {
+                m.memory = Some(share_v2(
+                    metrics_v2(None, Some(cg)).memory.unwrap_or_default(),
+                    members,
+                ))
+                .into();
+            }
+            to_any(V2, &m)
+        }
     }
+}
+
+const V1: &str = "io.containerd.cgroups.v1.Metrics";
+const V2: &str = "io.containerd.cgroups.v2.Metrics";
+
+/// One of `n` equal shares of a v1 memory figure (limits stay whole).
+fn share_v1(mut m: v1::MemoryStat, n: u64) -> v1::MemoryStat {
+    let n = n.max(1);
+    for f in [
+        &mut m.cache,
+        &mut m.rss,
+        &mut m.rss_huge,
+        &mut m.mapped_file,
+        &mut m.dirty,
+        &mut m.writeback,
+        &mut m.inactive_anon,
+        &mut m.active_anon,
+        &mut m.inactive_file,
+        &mut m.active_file,
+        &mut m.unevictable,
+        &mut m.total_cache,
+        &mut m.total_rss,
+        &mut m.total_inactive_file,
+    ] {
+        *f /= n;
+    }
+    for e in [&mut m.usage, &mut m.swap, &mut m.kernel, &mut m.kernel_tcp] {
+        if let Some(e) = e.as_mut() {
+            e.usage /= n;
+            e.max /= n;
+        }
+    }
+    m
+}
+
+/// One of `n` equal shares of a v2 memory figure (limits stay whole).
+fn share_v2(mut m: v2::MemoryStat, n: u64) -> v2::MemoryStat {
+    let n = n.max(1);
+    for f in [
+        &mut m.usage,
+        &mut m.anon,
+        &mut m.file,
+        &mut m.slab,
+        &mut m.sock,
+        &mut m.shmem,
+        &mut m.file_mapped,
+        &mut m.inactive_anon,
+        &mut m.active_anon,
+        &mut m.inactive_file,
+        &mut m.active_file,
+        &mut m.swap_usage,
+    ] {
+        *f /= n;
+    }
+    m
 }
 
 fn metrics_v1(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>) -> v1::Metrics {
@@ -201,6 +288,14 @@ fn metrics_v2(stats: Option<&runsc::Stats>, cg: Option<&HostCgroup>) -> v2::Metr
             mem.slab = g("slab");
             mem.sock = g("sock");
             mem.shmem = g("shmem");
+            mem.file_mapped = g("file_mapped");
+            // The kubelet's working set is usage less inactive_file.
+            mem.inactive_anon = g("inactive_anon");
+            mem.active_anon = g("active_anon");
+            mem.inactive_file = g("inactive_file");
+            mem.active_file = g("active_file");
+            mem.pgfault = g("pgfault");
+            mem.pgmajfault = g("pgmajfault");
             // "max" reads as -1: unlimited is u64::MAX, as containerd's Go shim reports.
             let limit = |v: i64| u64::try_from(v).unwrap_or(u64::MAX);
             mem.usage = m.usage_in_bytes;
@@ -240,31 +335,54 @@ mod tests {
     }
 
     #[test]
-    fn a_member_never_carries_the_sandboxs_memory_or_pids() {
+    fn members_share_the_sandboxs_memory_and_the_pause_container_has_none() {
         use containerd_shim::protos::protobuf::Message;
         let mut stats = runsc::Stats::default();
         stats.cpu.usage.total = 5_000;
         stats.memory.usage.usage = 100 << 20;
         stats.pids.current = 9;
-        let member = metrics(Some(&stats), None, Scope::Member);
-        let sandbox = metrics(Some(&stats), None, Scope::Sandbox);
+        // This process's own cgroup stands in for a sandbox's.
+        let cg = HostCgroup::for_pid(std::process::id()).unwrap();
+        let member = metrics(Some(&stats), Some(&cg), Scope::Member { members: 2 });
+        let alone = metrics(Some(&stats), None, Scope::Sandbox);
+        let pause = metrics(Some(&stats), Some(&cg), Scope::PodSandbox);
         match crate::cgroup::mode() {
             Mode::V1 => {
                 let m = v1::Metrics::parse_from_bytes(&member.value).unwrap();
-                assert_eq!(m.cpu.usage.total, 5_000);
-                assert_eq!(m.memory.usage.usage, 0);
-                assert_eq!(m.pids.current, 0);
-                let s = v1::Metrics::parse_from_bytes(&sandbox.value).unwrap();
+                assert_eq!((m.cpu.usage.total, m.pids.current), (5_000, 9));
+                assert!(m.memory.usage.usage > 0);
+                let p = v1::Metrics::parse_from_bytes(&pause.value).unwrap();
+                assert_eq!((p.memory.usage.usage, p.pids.current), (0, 9));
+                let s = v1::Metrics::parse_from_bytes(&alone.value).unwrap();
                 assert_eq!((s.memory.usage.usage, s.pids.current), (100 << 20, 9));
             }
             Mode::V2 => {
                 let m = v2::Metrics::parse_from_bytes(&member.value).unwrap();
-                assert_eq!(m.cpu.usage_usec, 5);
-                assert_eq!((m.memory.usage, m.pids.current), (0, 0));
-                let s = v2::Metrics::parse_from_bytes(&sandbox.value).unwrap();
+                assert_eq!((m.cpu.usage_usec, m.pids.current), (5, 9));
+                assert!(m.memory.usage > 0);
+                let p = v2::Metrics::parse_from_bytes(&pause.value).unwrap();
+                assert_eq!((p.memory.usage, p.pids.current), (0, 9));
+                let s = v2::Metrics::parse_from_bytes(&alone.value).unwrap();
                 assert_eq!((s.memory.usage, s.pids.current), (100 << 20, 9));
             }
         }
+    }
+
+    #[test]
+    fn a_share_divides_usage_and_keeps_the_limit() {
+        let mut e = v1::MemoryEntry::new();
+        (e.usage, e.limit, e.max) = (90, 1000, 99);
+        let mut m = v1::MemoryStat::new();
+        m.usage = Some(e).into();
+        m.total_inactive_file = 30;
+        let s = share_v1(m, 3);
+        assert_eq!((s.usage.usage, s.usage.limit, s.usage.max), (30, 1000, 33));
+        assert_eq!(s.total_inactive_file, 10);
+        let mut m = v2::MemoryStat::new();
+        (m.usage, m.usage_limit, m.inactive_file) = (90, 1000, 30);
+        let s = share_v2(m, 3);
+        assert_eq!((s.usage, s.usage_limit, s.inactive_file), (30, 1000, 10));
+        assert_eq!(share_v2(v2::MemoryStat::new(), 0).usage, 0);
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! - [`runtime`]: building the runsc client and its flags.
 //! - [`reaper`]: the monitor every child is spawned through.
 //! - [`events`], [`convert`], [`cgroup`], [`mount`], [`state`]: events, protobuf
-//!   conversions, the sandbox's host cgroup, rootfs mounts, persisted state.
+//!   conversions, the sandbox's host cgroup (its limits through systemd when
+//!   it is a systemd unit), rootfs mounts, persisted state.
 //! - [`logging`]: the log FIFO plus the optional `log_path` file.
 //! - [`error`]: the error type and its one mapping to ttrpc codes.
 //!

@@ -211,6 +211,11 @@ impl Service {
         };
         let res: oci_spec::runtime::LinuxResources = serde_json::from_slice(&any.value)
             .map_err(|e| Error::InvalidArgument(format!("invalid resources: {e}")))?;
+        // systemd owns a unit's cgroup files: what runsc would write there
+        // is gone at the next `daemon-reload`. systemd itself takes them.
+        if !c.sub && c.cgroup.get().is_some_and(|cg| cg.systemd_unit().is_some()) {
+            return update_host_cgroup(c, res).await;
+        }
         match c.runsc.update(&c.id, &res).await {
             Ok(()) => Ok(api::Empty::new()),
             // A member shares the sandbox's host cgroup with the whole pod:
@@ -222,13 +227,7 @@ impl Service {
                 c.sandbox_id
             ))),
             // This runsc cannot; the sandbox's host cgroup can.
-            Err(runsc::Error::Unsupported { .. }) => {
-                let cg = c.cgroup.get().ok_or_else(|| {
-                    Error::FailedPrecondition(format!("container {} has no host cgroup", c.id))
-                })?;
-                cg.update(&res)?;
-                Ok(api::Empty::new())
-            }
+            Err(runsc::Error::Unsupported { .. }) => update_host_cgroup(c, res).await,
             Err(e) => Err(Error::runsc(format!("update container {}", c.id), e)),
         }
     }
@@ -253,13 +252,24 @@ impl Service {
                 )))
             }
         };
-        let scope = if c.sub {
-            convert::Scope::Member
-        } else {
-            convert::Scope::Sandbox
+        // The sandbox's running members share its memory (convert::Scope).
+        let (members, sandbox) = {
+            let all = self.containers();
+            let members = all
+                .values()
+                .filter(|m| m.sub && m.sandbox_id == c.sandbox_id)
+                .filter(|m| matches!(m.init.status(), Status::Running | Status::Paused))
+                .count();
+            (members as u64, all.get(&c.sandbox_id).cloned())
         };
+        let scope = match (c.sub, members) {
+            (true, members) => convert::Scope::Member { members },
+            (false, 0) => convert::Scope::Sandbox,
+            (false, _) => convert::Scope::PodSandbox,
+        };
+        let cg = sandbox.as_ref().and_then(|s| s.cgroup.get());
         Ok(api::StatsResponse {
-            stats: Some(convert::metrics(stats.as_ref(), c.cgroup.get(), scope)).into(),
+            stats: Some(convert::metrics(stats.as_ref(), cg, scope)).into(),
             ..Default::default()
         })
     }
@@ -339,4 +349,20 @@ impl Service {
             self.shutdown();
         }
     }
+}
+
+/// Applies `res` to the sandbox's host cgroup (files or systemd unit), off
+/// the runtime thread.
+async fn update_host_cgroup(
+    c: Arc<crate::container::Container>,
+    res: oci_spec::runtime::LinuxResources,
+) -> Result<api::Empty> {
+    super::lifecycle::blocking(move || {
+        let cg = c.cgroup.get().ok_or_else(|| {
+            Error::FailedPrecondition(format!("container {} has no host cgroup", c.id))
+        })?;
+        cg.update(&res)
+    })
+    .await?;
+    Ok(api::Empty::new())
 }
