@@ -58,6 +58,8 @@ pub fn sandbox_control(options: &Options) -> runsc::SandboxControl {
 
 /// runsc's flag for its in-sandbox rootfs overlay (0.0~20230000 on).
 pub const OVERLAY2: &str = "overlay2";
+/// runsc's flag sizing a sandbox's CPUs from its cgroup's quota.
+pub const CPU_NUM_FROM_QUOTA: &str = "cpu-num-from-quota";
 
 /// The default deadlines with the options' overrides (0 ms: none).
 pub fn timeouts(options: &Options) -> Timeouts {
@@ -142,6 +144,7 @@ pub fn runsc_flags(
     sandbox_id: &str,
     container_id: &str,
     network: Option<&Network>,
+    pod_cpu_quota: bool,
     known: &BTreeSet<String>,
 ) -> BTreeMap<String, String> {
     let mut flags = runsc::format_runsc_paths(sandbox_id, container_id, &options.runsc_config);
@@ -162,6 +165,12 @@ pub fn runsc_flags(
     };
     if let Some(mode) = implied {
         flags.entry("network".into()).or_insert_with(|| mode.into());
+    }
+    // A pod with a CPU limit gets as many CPUs as its quota covers.
+    if pod_cpu_quota && known.contains(CPU_NUM_FROM_QUOTA) {
+        flags
+            .entry(CPU_NUM_FROM_QUOTA.into())
+            .or_insert_with(|| "true".into());
     }
     flags
 }
@@ -311,31 +320,50 @@ mod tests {
         let none = BTreeSet::new();
         let join = Network::Join("/var/run/netns/x".into());
         assert_eq!(
-            runsc_flags(&o, "p", "c", Some(&Network::New), &none)["network"],
+            runsc_flags(&o, "p", "c", Some(&Network::New), false, &none)["network"],
             "none"
         );
         assert_eq!(
-            runsc_flags(&o, "p", "c", Some(&Network::Host), &none)["network"],
+            runsc_flags(&o, "p", "c", Some(&Network::Host), false, &none)["network"],
             "host"
         );
-        assert!(!runsc_flags(&o, "p", "c", Some(&join), &none).contains_key("network"));
-        assert!(!runsc_flags(&o, "p", "c", None, &none).contains_key("network"));
+        assert!(!runsc_flags(&o, "p", "c", Some(&join), false, &none).contains_key("network"));
+        assert!(!runsc_flags(&o, "p", "c", None, false, &none).contains_key("network"));
         o.runsc_config.insert("network".into(), "sandbox".into());
         assert_eq!(
-            runsc_flags(&o, "p", "c", Some(&Network::Host), &none)["network"],
+            runsc_flags(&o, "p", "c", Some(&Network::Host), false, &none)["network"],
             "sandbox"
         );
+    }
+
+    #[test]
+    fn a_pod_with_a_cpu_limit_sees_the_cpus_it_may_use() {
+        let mut o = Options::default();
+        let knows = BTreeSet::from([CPU_NUM_FROM_QUOTA.to_string()]);
+        let none = BTreeSet::new();
+        let f = |o: &Options, quota, known: &BTreeSet<String>| {
+            runsc_flags(o, "p", "c", None, quota, known)
+        };
+        assert_eq!(f(&o, true, &knows)[CPU_NUM_FROM_QUOTA], "true");
+        assert!(!f(&o, false, &knows).contains_key(CPU_NUM_FROM_QUOTA));
+        assert!(!f(&o, true, &none).contains_key(CPU_NUM_FROM_QUOTA));
+        o.runsc_config
+            .insert(CPU_NUM_FROM_QUOTA.into(), "false".into());
+        assert_eq!(f(&o, true, &knows)[CPU_NUM_FROM_QUOTA], "false");
     }
 
     #[test]
     fn rootfs_writes_reach_the_snapshot_unless_the_user_opts_in() {
         let mut o = Options::default();
         let knows = BTreeSet::from([OVERLAY2.to_string()]);
-        assert_eq!(runsc_flags(&o, "p", "c", None, &knows)[OVERLAY2], "none");
-        assert!(!runsc_flags(&o, "p", "c", None, &BTreeSet::new()).contains_key(OVERLAY2));
+        assert_eq!(
+            runsc_flags(&o, "p", "c", None, false, &knows)[OVERLAY2],
+            "none"
+        );
+        assert!(!runsc_flags(&o, "p", "c", None, false, &BTreeSet::new()).contains_key(OVERLAY2));
         o.runsc_config.insert(OVERLAY2.into(), "root:self".into());
         assert_eq!(
-            runsc_flags(&o, "p", "c", None, &knows)[OVERLAY2],
+            runsc_flags(&o, "p", "c", None, false, &knows)[OVERLAY2],
             "root:self"
         );
     }
@@ -370,7 +398,7 @@ mod tests {
         let mut o = Options::default();
         o.runsc_config
             .insert("debug-log".into(), "/var/log/runsc/%ID%/%CID%.log".into());
-        let f = runsc_flags(&o, "pod", "c1", None, &BTreeSet::new());
+        let f = runsc_flags(&o, "pod", "c1", None, false, &BTreeSet::new());
         assert_eq!(f["debug-log"], "/var/log/runsc/pod/c1.log");
     }
 

@@ -6,5 +6,6 @@
 
 mod lifecycle;
 mod pods;
+mod resources;
 mod shims;
 mod streaming;

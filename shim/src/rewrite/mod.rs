@@ -9,10 +9,13 @@
 //! - [`pod`]: Kubernetes pods: kubelet volume mount hints, one `/dev/shm`
 //!   per pod, the sandbox in the pod's cgroup, a member in the pod's PID
 //!   namespace.
+//! - [`resources`]: a pod's limits (CRI's `sandbox-*` annotations) become
+//!   the sandbox's.
 
 pub mod capabilities;
 pub mod exec;
 pub mod pod;
+pub mod resources;
 
 use std::{collections::BTreeSet, path::Path};
 
@@ -40,6 +43,8 @@ pub struct Applied {
     pub shared_pid_namespace: bool,
     /// The cgroup the sandbox was pointed at.
     pub cgroup_parent: Option<String>,
+    /// The pod's limits, made the sandbox's.
+    pub pod_resources: Option<resources::PodResources>,
     /// `/dev/shm` made one tmpfs per pod.
     pub dev_shm: bool,
     /// Hinted volumes whose host source was not found.
@@ -54,6 +59,7 @@ impl Applied {
         !self.dropped_capabilities.is_empty()
             || self.shared_pid_namespace
             || self.cgroup_parent.is_some()
+            || self.pod_resources.is_some()
             || self.dev_shm
             || self.hinted_mounts > 0
             || !self.unresolved_volumes.is_empty()
@@ -69,6 +75,7 @@ pub fn apply(spec: &mut Value, ctx: &Context) -> Applied {
     };
     if ctx.sandbox {
         a.cgroup_parent = pod::pod_cgroup_parent(spec);
+        a.pod_resources = resources::pod_resources(spec);
         a.unresolved_volumes = pod::volume_hint_sources(spec, ctx.kubelet_pods);
     } else {
         a.shared_pid_namespace = pod::share_sandbox_pid_namespace(spec, ctx.sandbox_pid);

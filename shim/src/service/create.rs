@@ -229,7 +229,17 @@ impl Service {
             Arc::new(runsc::LogMonitor::new(Arc::new(self.reaper.clone())));
         let known = runtime::known_flags(&options, monitor.clone()).await?;
         runtime::check_runsc_config(&options, &known)?;
-        let mut flags = runtime::runsc_flags(&options, &sandbox_id, &id, network.as_ref(), &known);
+        let pod_cpu_quota = !sub
+            && crate::rewrite::resources::PodResources::from_annotations(annotations.as_ref())
+                .has_cpu_quota();
+        let mut flags = runtime::runsc_flags(
+            &options,
+            &sandbox_id,
+            &id,
+            network.as_ref(),
+            pod_cpu_quota,
+            &known,
+        );
         let sandbox_logs = if sub {
             None
         } else {
