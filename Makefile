@@ -20,9 +20,9 @@ TIER_LIMIT ?= 1800
 # 0.0~20240729, from scripts/versions.sh's caches, first on PATH.
 LTS_PATH = $$(./scripts/versions.sh | awk '$$1 == "containerd-2.3" || $$1 == "runsc-2024" {printf "%s:", $$2}')
 # The tiers of `make test`, in order; each prints its time.
-TIERS := deps lint unit integration matrix critest bench-smoke
+TIERS := deps lint unit integration matrix critest vm bench-smoke
 
-.PHONY: all deps build install lint unit integration matrix critest test demo demo-pod bench bench-smoke clean
+.PHONY: all deps build install lint unit integration matrix critest vm test demo demo-pod bench bench-smoke clean
 
 all: build
 
@@ -60,6 +60,9 @@ matrix: build ## e2e/CRI tiers on the other containerd x runsc pairs (fetched in
 
 critest: build ## cri-tools' critest v1.37.0 against containerd 2.3's CRI with handler runsc; fails on any failure not in integration/critest/expected-failures.txt
 	./scripts/critest.sh target/$(PROFILE)
+
+vm: build ## cgroup v2 + systemd: a Debian 13 VM (QEMU software emulation, image cached in .cache/vm) runs the e2e smoke set, the CRI tier on the cgroupfs and systemd drivers and the systemd tests, on containerd 2.3 and 1.7
+	./scripts/vm/tier.sh target/$(PROFILE)
 
 test: ## Everything CI runs: the tiers in TIERS, each timed
 	@for t in $(TIERS); do \
