@@ -3,7 +3,8 @@
 # without installing anything system-wide:
 #   from Debian's mirror (the one this machine's apt configuration names),
 #   into CACHE_DIR: runsc 0.0~20240729 (bookworm-backports), containerd
-#   1.7 (trixie), containerd 2.1 (sid);
+#   1.7 (trixie), containerd 2.1 (sid), Docker Engine 26.1.5 (trixie's
+#   docker.io and docker-cli, with tini's static docker-init);
 #   built from the Go module proxy by scripts/go-build.sh (its own cache,
 #   kept across clones): containerd 2.0 and 2.3 (the LTS releases), 2.4
 #   (current), and cri-tools' critest and crictl.
@@ -17,11 +18,17 @@ set -euo pipefail
 cache=${1:-"$(cd "$(dirname "$0")/.." && pwd)/.cache/versions"}
 mkdir -p "$cache"
 
-# name  package      suite               what it brings
+# name  packages (comma-separated)  suite  a binary whose presence in
+# <name>/usr/bin says the row was fetched (a row appears whole or not at all)
 wanted=(
-  "runsc-2024 runsc bookworm-backports"
-  "containerd-1.7 containerd trixie"
-  "containerd-2.1 containerd sid"
+  "runsc-2024 runsc bookworm-backports runsc"
+  "containerd-1.7 containerd trixie containerd"
+  "containerd-2.1 containerd sid containerd"
+  # dockerd and docker-proxy are in usr/sbin, the CLI is a package of its
+  # own, and docker.io's usr/bin/docker-init links to tini's tini-static
+  # (static, so trixie's libc is not needed): one directory on PATH holds
+  # all four once usr/sbin's are linked into usr/bin.
+  "docker-26 docker.io,docker-cli,tini trixie dockerd"
 )
 
 mirror() {
@@ -38,8 +45,8 @@ mirror() {
 
 need_update=0
 for w in "${wanted[@]}"; do
-  read -r name _ _ <<<"$w"
-  [ -x "$cache/$name/usr/bin/${name%%-*}" ] || need_update=1
+  read -r name _ _ bin <<<"$w"
+  [ -x "$cache/$name/usr/bin/$bin" ] || need_update=1
 done
 
 if [ "$need_update" = 1 ]; then
@@ -55,18 +62,30 @@ if [ "$need_update" = 1 ]; then
         -o "Dir::Cache=$apt_dir/cache" -o "APT::Get::List-Cleanup=0" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
   apt-get "${opts[@]}" -qq update >/dev/null
   for w in "${wanted[@]}"; do
-    read -r name pkg suite <<<"$w"
-    [ -x "$cache/$name/usr/bin/$pkg" ] && continue
-    (cd "$apt_dir/debs" && rm -f "${pkg}"_*.deb && apt-get "${opts[@]}" -qq download "$pkg/$suite" >/dev/null)
-    deb=$(ls "$apt_dir/debs/${pkg}"_*.deb | head -1)
-    rm -rf "$cache/$name" && mkdir -p "$cache/$name"
-    dpkg -x "$deb" "$cache/$name"
-    rm -f "$deb"
+    read -r name pkgs suite bin <<<"$w"
+    [ -x "$cache/$name/usr/bin/$bin" ] && continue
+    # Extracted beside the row and renamed into place at the end, so an
+    # interrupted fetch never leaves a row that looks complete.
+    tmp="$cache/$name.partial"
+    rm -rf "$tmp" && mkdir -p "$tmp"
+    IFS=, read -r -a pkg_list <<<"$pkgs"
+    for pkg in "${pkg_list[@]}"; do
+      (cd "$apt_dir/debs" && rm -f "${pkg}"_*.deb && apt-get "${opts[@]}" -qq download "$pkg/$suite" >/dev/null)
+      deb=$(ls "$apt_dir/debs/${pkg}"_*.deb | head -1)
+      dpkg -x "$deb" "$tmp"
+      rm -f "$deb"
+    done
+    if [ -d "$tmp/usr/sbin" ]; then
+      for sbin in "$tmp"/usr/sbin/*; do
+        ln -sfn "../sbin/$(basename "$sbin")" "$tmp/usr/bin/$(basename "$sbin")"
+      done
+    fi
+    rm -rf "$cache/$name" && mv "$tmp" "$cache/$name"
   done
 fi
 
 for w in "${wanted[@]}"; do
-  read -r name _ _ <<<"$w"
+  read -r name _ _ _ <<<"$w"
   echo "$name $cache/$name/usr/bin"
 done
 
