@@ -161,7 +161,7 @@ pub fn runsc_flags(
     let implied = match network {
         Some(Network::New) => Some("none"),
         Some(Network::Host) => Some("host"),
-        Some(Network::Join(_)) | None => None,
+        Some(Network::Join(_) | Network::NewFilledByHooks) | None => None,
     };
     if let Some(mode) = implied {
         flags.entry("network".into()).or_insert_with(|| mode.into());
@@ -182,12 +182,15 @@ pub fn runsc_flags(
 /// wrong on current kernels. (`/proc/1/ns/net` is not always readable,
 /// even by root.)
 pub fn netns_check(network: Option<&Network>, flags: &BTreeMap<String, String>) -> NetnsCheck {
-    let Some(Network::Join(path)) = network else {
-        return NetnsCheck::AsIs;
-    };
     if flags.get("network").is_some_and(|m| m != "sandbox") {
         return NetnsCheck::AsIs;
     }
+    let path = match network {
+        Some(Network::Join(path)) => path,
+        // runsc makes the namespace: never the host's.
+        Some(Network::NewFilledByHooks) => return NetnsCheck::MaskProcSysNet,
+        Some(Network::New | Network::Host) | None => return NetnsCheck::AsIs,
+    };
     let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
     match (id(path), id(Path::new("/proc/self/ns/net"))) {
         (Some(ns), Some(host)) if ns != host => NetnsCheck::MaskProcSysNet,
@@ -374,6 +377,19 @@ mod tests {
         let host = Network::Join("/proc/self/ns/net".into());
         assert_eq!(netns_check(Some(&host), &none), NetnsCheck::AsIs);
         assert_eq!(netns_check(Some(&Network::New), &none), NetnsCheck::AsIs);
+        assert_eq!(
+            netns_check(Some(&Network::NewFilledByHooks), &none),
+            NetnsCheck::MaskProcSysNet
+        );
+        assert!(!runsc_flags(
+            &Options::default(),
+            "p",
+            "c",
+            Some(&Network::NewFilledByHooks),
+            false,
+            &BTreeSet::new()
+        )
+        .contains_key("network"));
         assert_eq!(netns_check(None, &none), NetnsCheck::AsIs);
         // A namespace of its own: this test's thread in a new one.
         let t = std::thread::spawn(|| {

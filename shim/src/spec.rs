@@ -66,9 +66,21 @@ pub fn network(spec: &Spec) -> Network {
         None => Network::Host,
         Some(ns) => match ns.path() {
             Some(p) => Network::Join(p.clone()),
+            None if has_setup_hooks(spec) => Network::NewFilledByHooks,
             None => Network::New,
         },
     }
+}
+
+/// Whether the spec has hooks that run before the container starts, which
+/// is how Docker fills a new network namespace (`libnetwork-setkey`).
+fn has_setup_hooks(spec: &Spec) -> bool {
+    spec.hooks().as_ref().is_some_and(|h| {
+        #[allow(deprecated)]
+        let prestart = h.prestart();
+        prestart.as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+    })
 }
 
 /// The network a spec asks for.
@@ -78,6 +90,11 @@ pub enum Network {
     Host,
     /// A new, empty namespace.
     New,
+    /// A new namespace that the spec's prestart or createRuntime hooks
+    /// fill before runsc's network stack takes its interfaces over:
+    /// Docker's bridge networks (its `libnetwork-setkey` hook moves the
+    /// veth in). runsc runs the hooks, then sets up its stack at start.
+    NewFilledByHooks,
     /// An existing namespace (a CNI-configured pod's).
     Join(std::path::PathBuf),
 }
@@ -134,6 +151,21 @@ mod tests {
     fn network_kinds() {
         let mut spec = Spec::default();
         assert_eq!(network(&spec), Network::New);
+        // Docker's bridge: a new namespace its prestart hook fills.
+        let mut hooked = spec.clone();
+        let hook = oci_spec::runtime::HookBuilder::default()
+            .path("/usr/bin/dockerd")
+            .args(vec!["libnetwork-setkey".to_string()])
+            .build()
+            .unwrap();
+        #[allow(deprecated)]
+        hooked.set_hooks(Some(
+            oci_spec::runtime::HooksBuilder::default()
+                .prestart(vec![hook])
+                .build()
+                .unwrap(),
+        ));
+        assert_eq!(network(&hooked), Network::NewFilledByHooks);
         let mut linux = spec.linux().clone().unwrap();
         let mut nss = linux.namespaces().clone().unwrap();
         for ns in nss.iter_mut() {
