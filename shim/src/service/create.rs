@@ -373,6 +373,13 @@ impl Service {
                     return Err(Error::io(format!("attach stdio of {id}"), e));
                 }
             }
+            // Docker >= 23 gives the terminal's size in the spec; the process
+            // reads it as it starts, before any ResizePty can arrive.
+            if let Some((w, h)) = console_size(&spec).filter(|_| stdio.terminal) {
+                if let Err(e) = init.io.resize(w, h) {
+                    log::warn!("size the console of {id} to {w}x{h}: {e}");
+                }
+            }
         }
         let container = Arc::new(Container {
             id: id.clone(),
@@ -420,4 +427,14 @@ impl Service {
             ..Default::default()
         })
     }
+}
+
+/// The terminal size a spec asks for (`process.consoleSize`), if any.
+fn console_size(spec: &oci_spec::runtime::Spec) -> Option<(u32, u32)> {
+    let process = spec.process().as_ref()?;
+    let size = process.console_size()?;
+    Some((
+        u32::try_from(size.width()).ok()?,
+        u32::try_from(size.height()).ok()?,
+    ))
 }
