@@ -45,6 +45,40 @@ fn pause_resume_ps_and_metrics() {
     c.stop_and_check();
 }
 
+/// `docker top` filters the host's `ps` by the pids ListPids returns: none
+/// may be an unrelated host process's. In-sandbox pids start at 1, where
+/// the host has its own low-numbered processes.
+#[test]
+fn listed_pids_are_never_an_unrelated_host_process() {
+    let c = Containerd::start();
+    c.run_detached(
+        "top1",
+        &[],
+        &["sh", "-c", "sleep 1000 & sleep 1000 & exec sleep 1000"],
+    );
+    let init: u32 = c
+        .ctr_ok(&["tasks", "ls"])
+        .out()
+        .lines()
+        .find(|l| l.starts_with("top1 "))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap();
+    let ps = c.ctr_ok(&["tasks", "ps", "top1"]).out();
+    let pids: Vec<u32> = ps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(pids.contains(&init), "{ps}");
+    for pid in pids.iter().filter(|p| **p != init) {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "pid {pid} is a host process's: {ps}"
+        );
+    }
+    c.stop_and_check();
+}
+
 #[test]
 fn ctr_checkpoint_leaves_it_running() {
     let c = Containerd::start();

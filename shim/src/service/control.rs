@@ -136,7 +136,10 @@ impl Service {
         // is not an exec's (runsc shows no parent for either). It and each
         // exec are listed with the pid Create, Start and State report for
         // them (as runc's are), so a client can match an entry to its
-        // process; other processes keep their pid in the sandbox.
+        // process. Other processes have no host pid: they keep their pid in
+        // the sandbox, unless a host process has that number, which a
+        // client filtering the host's `ps` by these pids (`docker top`)
+        // would show as the container's.
         let init_internal = pids
             .iter()
             .copied()
@@ -144,11 +147,12 @@ impl Service {
             .min();
         let processes = pids
             .into_iter()
-            .map(|pid| {
+            .filter_map(|pid| {
                 let exec = execs.iter().find(|(p, ..)| *p == Some(pid));
                 let host_pid = match exec {
                     Some((_, _, host)) if *host != 0 => *host,
                     _ if Some(pid) == init_internal && c.init.pid() != 0 => c.init.pid(),
+                    _ if host_has_pid(pid) => return None,
                     _ => pid as u32,
                 };
                 let mut info = containerd_shim::protos::types::task::ProcessInfo {
@@ -163,7 +167,7 @@ impl Service {
                     info.info =
                         Some(convert::to_any("containerd.runc.v1.ProcessDetails", &d)).into();
                 }
-                info
+                Some(info)
             })
             .collect();
         Ok(api::PidsResponse {
@@ -365,4 +369,10 @@ async fn update_host_cgroup(
     })
     .await?;
     Ok(api::Empty::new())
+}
+
+/// Whether a process with this pid runs on the host (the shim's PID
+/// namespace is the host's).
+fn host_has_pid(pid: i32) -> bool {
+    std::path::Path::new("/proc").join(pid.to_string()).exists()
 }
