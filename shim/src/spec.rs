@@ -83,6 +83,25 @@ fn has_setup_hooks(spec: &Spec) -> bool {
     })
 }
 
+/// The host namespaces (PID, IPC, UTS) a spec asks to share by leaving
+/// them out. gVisor's kernel cannot share them: the container gets the
+/// sandbox's own, as CRI's hostPID/hostIPC pods do (critest's HostPID spec
+/// passes that way), so the shim runs it and says so in its log.
+pub fn unshareable_host_namespaces(spec: &Spec) -> Vec<&'static str> {
+    let Some(nss) = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()) else {
+        return Vec::new();
+    };
+    [
+        (LinuxNamespaceType::Pid, "pid"),
+        (LinuxNamespaceType::Ipc, "ipc"),
+        (LinuxNamespaceType::Uts, "uts"),
+    ]
+    .into_iter()
+    .filter(|(t, _)| !nss.iter().any(|ns| ns.typ() == *t))
+    .map(|(_, name)| name)
+    .collect()
+}
+
 /// The network a spec asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Network {
@@ -145,6 +164,18 @@ mod tests {
             CRIO_CONTAINER_TYPE,
             "container"
         )]))));
+    }
+
+    #[test]
+    fn host_namespaces_are_the_ones_left_out() {
+        let mut spec = Spec::default();
+        assert!(unshareable_host_namespaces(&spec).is_empty());
+        let mut linux = spec.linux().clone().unwrap();
+        let mut nss = linux.namespaces().clone().unwrap();
+        nss.retain(|ns| ns.typ() != LinuxNamespaceType::Pid && ns.typ() != LinuxNamespaceType::Uts);
+        linux.set_namespaces(Some(nss));
+        spec.set_linux(Some(linux));
+        assert_eq!(unshareable_host_namespaces(&spec), ["pid", "uts"]);
     }
 
     #[test]

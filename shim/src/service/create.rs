@@ -225,6 +225,13 @@ impl Service {
         validate_id("sandbox", &sandbox_id)?;
         // A member's network is its sandbox's.
         let network = (!sub).then(|| spec::network(&spec));
+        let host_ns = spec::unshareable_host_namespaces(&spec);
+        if !sub && !host_ns.is_empty() {
+            log::warn!(
+                "container {id} asks for the host's {} namespace(s): gVisor cannot share them, it gets the sandbox's own",
+                host_ns.join(", ")
+            );
+        }
         let monitor: Arc<dyn runsc::ProcessMonitor> =
             Arc::new(runsc::LogMonitor::new(Arc::new(self.reaper.clone())));
         let known = runtime::known_flags(&options, monitor.clone()).await?;
