@@ -13,6 +13,9 @@
 //! - [`host`]: processes and mounts on the host, for leak checks.
 //! - [`cni`]: a private CNI bridge network for CRI tests, removed on drop.
 //! - [`netns`]: a network namespace with a veth pair, removed on drop.
+//! - [`docker`]: a private dockerd (own daemon.json, data and exec roots,
+//!   socket, bridge and cgroup parent) whose runtime `runsc` is our shim,
+//!   stopped with leak checks.
 //!
 //! Tests here need root, runsc and containerd (installed by `make deps`); they
 //! fail loudly rather than skip when something is missing.
@@ -25,6 +28,7 @@ pub mod cni;
 pub mod configured;
 pub mod containerd;
 pub mod cri;
+pub mod docker;
 pub mod host;
 pub mod image;
 pub mod netns;
