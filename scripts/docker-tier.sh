@@ -28,11 +28,12 @@ done
 
 start=$SECONDS
 status=0
-# Docker's directory first (a `docker` elsewhere on PATH is another
-# release), then its containerd (dockerd starts the first `containerd` on
-# its PATH; the tests put the shim's directory before all of these).
-# Two tests at a time: each has its own dockerd, bridge and subnets.
-PATH="${dir[docker-26]}:${dir[containerd-1.7]}:${dir[$runsc]}:$PATH" RUNSC_SHIM_DIR="$shim_dir" \
+# dockerd starts the first `containerd` on its PATH (the tests put the
+# shim's directory before all of these) and runs the first `runsc`;
+# Docker's directory still comes before the system's (a `docker` elsewhere
+# is another release). Two tests at a time: each has its own dockerd,
+# bridge and subnets.
+PATH="${dir[containerd-1.7]}:${dir[$runsc]}:${dir[docker-26]}:$PATH" RUNSC_SHIM_DIR="$shim_dir" \
   timeout -k 30 "${DOCKER_TIER_LIMIT:-900}" \
   cargo test --locked -p integration --test docker -- --test-threads=2 "$@" || status=$?
 echo "docker tier ($runsc): $((SECONDS - start)) s, $([ "$status" = 0 ] && echo passed || echo "FAILED ($status)")"
