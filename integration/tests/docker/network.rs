@@ -2,7 +2,16 @@
 //! bridge (the test's own bridge: the container gets an address on it and
 //! answers there), a port published on 127.0.0.1 (through docker-proxy:
 //! there are no iptables rules), and a user-defined bridge network where a
-//! client container reaches a server container.
+//! client container reaches a server container by address, and by name
+//! through Docker's DNS server (which gVisor's own network stack cannot
+//! reach: that one is runc's alone).
+
+use std::{
+    io::Read,
+    net::TcpListener,
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
 
 use integration::cri::{http_get, serve_http_script};
 
@@ -27,24 +36,20 @@ fn fetch(host: &str, port: u16, serve: bool) -> String {
 
 /// Accepts one connection on `listener` (within 30 s) and returns what the
 /// peer sent.
-fn receive_once(listener: std::net::TcpListener) -> std::thread::JoinHandle<String> {
-    use std::io::Read;
-    std::thread::spawn(move || {
+fn receive_once(listener: TcpListener) -> JoinHandle<String> {
+    thread::spawn(move || {
         listener.set_nonblocking(true).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match listener.accept() {
                 Ok((mut s, _)) => {
                     s.set_nonblocking(false).unwrap();
-                    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-                        .unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                     let mut got = String::new();
                     let _ = s.read_to_string(&mut got);
                     return got;
                 }
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
                 Err(e) => return format!("nothing received: {e}"),
             }
         }
@@ -57,7 +62,7 @@ fn receive_once(listener: std::net::TcpListener) -> std::thread::JoinHandle<Stri
 fn fetch_by_name(name: &str, port: u16) -> String {
     format!(
         "ip=$(nslookup {name} | awk '/^Address/ {{a=$NF}} END {{print a}}'); \
-         echo \"{name} is $ip\" >&2; {}",
+         echo \"{name} is $ip\" >&2; [ -n \"$ip\" ] || exit 1; {}",
         fetch("$ip", port, false)
     )
 }
@@ -112,7 +117,7 @@ on_both_runtimes! {
         assert!(body.contains("hello-from-gvisor"), "{body}");
         // And the container reaches the host's side of the bridge.
         let gateway = format!("{}.1", d.bridge_prefix());
-        let listener = std::net::TcpListener::bind(format!("{gateway}:0")).unwrap();
+        let listener = TcpListener::bind(format!("{gateway}:0")).unwrap();
         let port = listener.local_addr().unwrap().port();
         let received = receive_once(listener);
         let out = d.docker(&[
