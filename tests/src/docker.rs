@@ -70,6 +70,42 @@ pub struct Dockerd {
     n: u32,
     traces: teardown::Traces,
     _abort: crate::abort::Registered,
+    /// Dropped after the daemon stopped (fields drop after `drop`).
+    _run_docker: RunDockerGuard,
+}
+
+/// dockerd makes `/run/docker/plugins` (where it looks for plugins'
+/// sockets) whatever its exec root. When no `/run/docker` was there before
+/// this process's first dockerd started, the last one to stop removes it
+/// again (if empty): the host keeps no trace of the tests.
+struct RunDockerGuard;
+
+/// How many of this process's dockerds may be running, and whether they
+/// made `/run/docker`.
+static RUN_DOCKER: std::sync::Mutex<(usize, bool)> = std::sync::Mutex::new((0, false));
+
+const RUN_DOCKER_DIR: &str = "/run/docker";
+
+impl RunDockerGuard {
+    fn new() -> RunDockerGuard {
+        let mut state = RUN_DOCKER.lock().unwrap_or_else(|p| p.into_inner());
+        if state.0 == 0 {
+            state.1 = !Path::new(RUN_DOCKER_DIR).exists();
+        }
+        state.0 += 1;
+        RunDockerGuard
+    }
+}
+
+impl Drop for RunDockerGuard {
+    fn drop(&mut self) {
+        let mut state = RUN_DOCKER.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 -= 1;
+        if state.0 == 0 && state.1 {
+            let _ = fs::remove_dir(Path::new(RUN_DOCKER_DIR).join("plugins"));
+            let _ = fs::remove_dir(RUN_DOCKER_DIR);
+        }
+    }
 }
 
 /// Panics unless the test runs as root with dockerd, docker, containerd and
@@ -210,6 +246,7 @@ impl Dockerd {
             n,
             traces,
             _abort: crate::abort::on_abort(move || on_abort.abort()),
+            _run_docker: RunDockerGuard::new(),
         };
         let (d, traces) = (dockerd.dir.path(), &dockerd.traces);
 
