@@ -215,7 +215,13 @@ impl Service {
         pid: i32,
         turn: tokio::sync::MutexGuard<'_, ()>,
     ) -> api::StartResponse {
-        let host_pid = u32::try_from(pid).unwrap_or_default();
+        // No host process of its own runs a direct exec: the pid clients
+        // see (Start, State, ListPids, whose pids `docker top` looks up in
+        // the host's `ps`) is the sandbox's, which runs it, as for the init.
+        let host_pid = match c.init.pid() {
+            0 => u32::try_from(pid).unwrap_or_default(),
+            sandbox => sandbox,
+        };
         p.set_pid(host_pid);
         p.set_internal_pid(Some(pid));
         if let Err(e) = p.io.started().await {
