@@ -35,6 +35,6 @@ status=0
 # bridge and subnets.
 PATH="${dir[containerd-1.7]}:${dir[$runsc]}:${dir[docker-26]}:$PATH" RUNSC_SHIM_DIR="$shim_dir" \
   timeout -k 30 "${DOCKER_TIER_LIMIT:-900}" \
-  cargo test --locked -p integration --test docker -- --test-threads=2 "$@" || status=$?
+  cargo test --locked -p integration --features docker-tier --test docker -- --test-threads=2 "$@" || status=$?
 echo "docker tier ($runsc): $((SECONDS - start)) s, $([ "$status" = 0 ] && echo passed || echo "FAILED ($status)")"
 exit "$status"
