@@ -13,7 +13,11 @@ mkdir -p "$state"
 # A free port: the kernel picks one for a socket we close at once.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 echo "$port" >"$state/port"
-qemu-system-x86_64 -accel tcg -cpu max -m "${VM_MEMORY:-6G}" -smp 2 \
+# One TCG thread for both vCPUs: with a thread per vCPU, the guest
+# kernel's live text patching (static keys, toggled e.g. by a memory cgroup
+# OOM kill) races QEMU 7.2's translated code and the guest dies of an
+# "Oops: int3" in whatever ran the patched function.
+qemu-system-x86_64 -accel tcg,thread=single -cpu max -m "${VM_MEMORY:-6G}" -smp 2 \
   -display none -serial "file:$state/console.log" -monitor none \
   -daemonize -pidfile "$state/qemu.pid" \
   -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \

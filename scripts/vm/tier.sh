@@ -4,12 +4,13 @@
 # emulation) and runs, inside it, test binaries built here against the shim
 # built here:
 #   - containerd 2.3 (the LTS, from scripts/versions.sh's cache) + Debian
-#     13's runsc 0.0~20240729: the e2e smoke set and the CRI tier on the
-#     cgroupfs driver; the CRI tier and the systemd tests (Update through
+#     13's runsc 0.0~20240729: the e2e tests that touch cgroups and the CRI
+#     tier's cgroup tests on the cgroupfs driver; the whole CRI tier and
+#     the systemd tests (Update through
 #     systemd surviving `daemon-reload`, pod-level limits) on the kubelet's
 #     systemd driver;
-#   - Debian 13's containerd 1.7.24 + runsc 0.0~20240729: the CRI tier on
-#     the systemd driver.
+#   - Debian 13's containerd 1.7.24 + runsc 0.0~20240729: the CRI tier's
+#     cgroup tests on the systemd driver.
 # Prints each row's time and a table; fails if any row did. The VM is
 # stopped (by pid) whatever happens.
 #
@@ -41,6 +42,9 @@ state=$(mktemp -d /tmp/runsc-shim-vm.XXXXXX)
 console=$PWD/target/vm-console.log
 mkdir -p target
 trap 'cp "$state/console.log" "$console" 2>/dev/null; ./scripts/vm/stop.sh "$state"' EXIT
+# Killed (make test stops a background vm tier when a host tier fails):
+# exit, so the trap above stops the VM.
+trap 'exit 143' TERM INT
 port=$(./scripts/vm/boot.sh "$image" "$state")
 ssh_opts=(-i "$image/id_ed25519" -p "$port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
   -o LogLevel=ERROR -o BatchMode=yes -o ServerAliveInterval=30)
@@ -82,10 +86,13 @@ row() {
 }
 
 row "containerd 2.3 + runsc 2024, cgroupfs: e2e smoke" /opt/t/containerd-2.3 cgroupfs e2e --test-threads=2 "${smoke[@]}"
-row "containerd 2.3 + runsc 2024, cgroupfs: CRI tier" /opt/t/containerd-2.3 cgroupfs cri --test-threads=2
+# The CRI tests that touch cgroups, OOM and stats on cgroupfs (the rest is
+# the same on either driver, and the systemd row runs it all).
+cgroup_cri=(lifecycle:: resources:: shims::)
+row "containerd 2.3 + runsc 2024, cgroupfs: CRI cgroup tests" /opt/t/containerd-2.3 cgroupfs cri --test-threads=2 "${cgroup_cri[@]}"
 row "containerd 2.3 + runsc 2024, systemd driver: CRI tier" /opt/t/containerd-2.3 systemd cri --test-threads=2
 row "containerd 2.3 + runsc 2024, systemd driver: systemd tests" /opt/t/containerd-2.3 systemd systemd --test-threads=1 --include-ignored
-row "containerd 1.7 + runsc 2024, systemd driver: CRI tier" /usr/bin systemd cri --test-threads=2
+row "containerd 1.7 + runsc 2024, systemd driver: CRI cgroup tests" /usr/bin systemd cri --test-threads=2 "${cgroup_cri[@]}"
 
 echo
 echo "cgroup v2 + systemd VM tier (Debian 13, QEMU TCG):"
