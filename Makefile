@@ -61,8 +61,9 @@ matrix: build ## e2e/CRI tiers on the other containerd x runsc pairs (fetched in
 critest: build ## cri-tools' critest v1.37.0 against containerd 2.3's CRI with handler runsc; fails on any failure not in integration/critest/expected-failures.txt
 	./scripts/critest.sh target/$(PROFILE)
 
-docker: build ## Docker Engine 26.1.5 (Debian 13's, cached) with a private dockerd per test: everyday docker commands with --runtime runsc (our shim) and runc (the control), Docker's bridge, -p and user networks included
+docker: build ## Docker Engine 26.1.5 (Debian 13's, cached) with a private dockerd per test, on runsc 0.0~20240729 then 0.0~20221219: everyday docker commands with --runtime runsc (our shim) and runc (the control), Docker's bridge, -p and user networks included
 	./scripts/docker-tier.sh target/$(PROFILE)
+	DOCKER_TIER_RUNSC=runsc-2022 ./scripts/docker-tier.sh target/$(PROFILE)
 
 vm: build ## cgroup v2 + systemd: a Debian 13 VM (QEMU software emulation, image cached in .cache/vm) runs the e2e smoke set, the CRI tier on the cgroupfs and systemd drivers and the systemd tests, on containerd 2.3 and 1.7
 	./scripts/vm/tier.sh target/$(PROFILE)
