@@ -236,6 +236,13 @@ impl Runsc {
         self.root.as_deref()
     }
 
+    /// Whether this runsc's root holds state for container `id` (see
+    /// [`crate::control::state::exists`]); false without a root. Blocking.
+    pub fn has_state(&self, id: &str) -> bool {
+        self.root()
+            .is_some_and(|r| crate::control::state::exists(r, id))
+    }
+
     /// Where `--log` goes, if set.
     pub fn log(&self) -> Option<&LogTarget> {
         self.log.as_ref()

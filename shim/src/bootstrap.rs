@@ -224,7 +224,7 @@ async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<Delet
     // that delete back on the client's path). Only a dead server's
     // leftovers are ours to remove.
     let server_alive = server_alive(bundle);
-    if !server_alive && runtime::runsc_knows(&root, id) {
+    if !server_alive && runsc::control::state::exists(Path::new(&root), id) {
         reaper::reap_children()?;
         let reaper = Reaper::start().await?;
         let r = runtime::build_runsc(&options, &root, bundle, flags, Arc::new(reaper));

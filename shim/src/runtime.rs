@@ -286,18 +286,6 @@ impl Drop for RemoveRootOnFailure {
     }
 }
 
-/// True if runsc's `root` holds state for container `id`
-/// (`<sandbox>_sandbox:<id>.state`).
-pub fn runsc_knows(root: &str, id: &str) -> bool {
-    let suffix = format!(":{id}.state");
-    std::fs::read_dir(root)
-        .map(|rd| {
-            rd.flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(&suffix))
-        })
-        .unwrap_or(false)
-}
-
 /// Gives the shim server an OOM score one above its parent's, so the kernel
 /// picks the shim before containerd. Lowering a score needs CAP_SYS_RESOURCE,
 /// which hosts often lack: failures are warnings.
@@ -416,15 +404,5 @@ mod tests {
             .insert("debug-log".into(), "/var/log/runsc/%ID%/%CID%.log".into());
         let f = runsc_flags(&o, "pod", "c1", None, false, &BTreeSet::new());
         assert_eq!(f["debug-log"], "/var/log/runsc/pod/c1.log");
-    }
-
-    #[test]
-    fn runsc_state_lookup() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().to_str().unwrap();
-        assert!(!runsc_knows(root, "c1"));
-        std::fs::write(d.path().join("pod_sandbox:c1.state"), "{}").unwrap();
-        assert!(runsc_knows(root, "c1"));
-        assert!(!runsc_knows(root, "c"));
     }
 }

@@ -71,6 +71,17 @@ pub fn find(root: &Path, cid: &str) -> std::io::Result<PathBuf> {
     }
 }
 
+/// Whether `root` holds runsc state for container `cid` (a root
+/// container's or a pod member's: `<cid>_sandbox:<sandbox>.state`).
+/// Blocking (a directory read). Two files for one id count too: whatever
+/// they are, runsc knows the id.
+pub fn exists(root: &Path, cid: &str) -> bool {
+    match find(root, cid) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
 /// Parses a state file's text.
 pub fn parse(path: &Path, text: &str) -> Result<StateFile, String> {
     let raw: Raw = serde_json::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -165,6 +176,17 @@ mod tests {
         assert_eq!(b.address, Address::Path("/r/runsc-sb.sock".into()));
         assert_eq!(b.status, "created");
         assert!(parse(Path::new("x"), "garbage").is_err());
+    }
+
+    #[test]
+    fn state_exists_for_root_containers_and_members_by_their_own_id() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!exists(dir.path(), "pod"));
+        fs::write(dir.path().join("pod_sandbox:pod.state"), S2024).unwrap();
+        fs::write(dir.path().join("c1_sandbox:pod.state"), S2024).unwrap();
+        assert!(exists(dir.path(), "pod") && exists(dir.path(), "c1"));
+        assert!(!exists(dir.path(), "c") && !exists(dir.path(), "po"));
+        assert!(!exists(Path::new("/nonexistent/runsc-root"), "pod"));
     }
 
     #[test]

@@ -51,13 +51,7 @@ async fn settle_stale_state(runsc: &runsc::Runsc, root: &str, id: &str) {
         log::warn!("create runsc root {root}: {e}");
     }
     let _ = std::fs::remove_file(Path::new(root).join(runtime::CLEANUP_MARK));
-    if wait_while(
-        || runtime::runsc_knows(root, id),
-        Duration::from_secs(2),
-        2 * POLL,
-    )
-    .await
-    {
+    if wait_while(|| runsc.has_state(id), Duration::from_secs(2), 2 * POLL).await {
         return;
     }
     log::warn!("stale runsc state for id={id}: force-deleting it");
@@ -356,7 +350,7 @@ impl Service {
             if let Err(e) = res {
                 init.io.close().await;
                 // A create that failed late (or overran) may have left state.
-                if runtime::runsc_knows(&root, &id) {
+                if runsc.has_state(&id) {
                     if let Err(e) = runsc.delete(&id, DeleteOpts { force: true }).await {
                         log::warn!("runsc delete id={id} after failed create: {e}");
                     }
@@ -365,7 +359,29 @@ impl Service {
                 undo_mount(&bundle);
                 return Err(Error::runsc(format!("create container {id}"), e));
             }
-            pid = read_pid(&pid_file).map(|p| p as u32).unwrap_or(0);
+            // Without the sandbox's pid its exit could never be reported.
+            let read = {
+                let f = pid_file.clone();
+                blocking(move || read_pid(&f)).await
+            };
+            pid = match read.map(u32::try_from) {
+                Ok(Ok(p)) if p > 0 => p,
+                other => {
+                    let why = match other {
+                        Err(e) => e.to_string(),
+                        Ok(_) => format!("pid file {} holds no pid", pid_file.display()),
+                    };
+                    if let Err(e) = runsc.delete(&id, DeleteOpts { force: true }).await {
+                        log::warn!("runsc delete id={id} after create without a pid: {e}");
+                    }
+                    init.io.close().await;
+                    remove_runsc_leftovers(None, cgroups_path).await;
+                    undo_mount(&bundle);
+                    return Err(Error::Other(format!(
+                        "create container {id}: runsc gave no sandbox pid: {why}"
+                    )));
+                }
+            };
             init.set_pid(pid);
             if !sub {
                 // The sandbox exits with the root container's status.

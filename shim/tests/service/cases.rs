@@ -67,6 +67,23 @@ async fn a_second_kill_of_an_exited_process_is_not_found() {
 }
 
 #[tokio::test]
+async fn a_create_without_a_sandbox_pid_fails_and_leaves_nothing() {
+    let h = Harness::new("").await;
+    h.set("no-pid-file");
+    let e = h.create("np1").await.unwrap_err();
+    assert_ne!(e, Code::OK);
+    assert!(h.calls().contains("delete --force np1"), "{}", h.calls());
+    let req = api::StateRequest {
+        id: "np1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        h.svc.state(&ctx(), req).await.map_err(code).unwrap_err(),
+        Code::NOT_FOUND
+    );
+}
+
+#[tokio::test]
 async fn stats_are_served_for_a_created_task() {
     let h = Harness::new("").await;
     h.create("s1").await.unwrap();
@@ -99,7 +116,14 @@ async fn pids_give_the_init_the_pid_create_reported() {
         .iter()
         .map(|p| p.pid)
         .collect();
-    assert_eq!(pids, [pid, 5]);
+    // In-sandbox pids stay, but never one a host process has (pid 5 on
+    // most hosts: `docker top` would show that process as the container's).
+    let host_has_5 = std::path::Path::new("/proc/5").exists();
+    let want: Vec<u32> = [pid, 5, 4194301]
+        .into_iter()
+        .filter(|p| *p != 5 || !host_has_5)
+        .collect();
+    assert_eq!(pids, want);
     h.kill("p1", "", SIGKILL).await.unwrap();
     h.wait("p1").await;
     h.delete("p1").await.unwrap();
@@ -147,15 +171,14 @@ async fn pids_give_an_exec_the_pid_start_reported_and_its_id() {
             (p.pid, exec_id)
         })
         .collect();
-    // runsc ps: 1 (init), 5 (a child), 9 (the exec, in the sandbox).
-    assert_eq!(
-        pids,
-        [
-            (pid, String::new()),
-            (5, String::new()),
-            (exec_pid, "x".into())
-        ]
-    );
+    // runsc ps: 1 (init), 5 and 4194301 (children: 5 is listed only if
+    // no host process has it), 9 (the exec, in the sandbox).
+    let mut want = vec![(pid, String::new())];
+    if !std::path::Path::new("/proc/5").exists() {
+        want.push((5, String::new()));
+    }
+    want.extend([(4194301, String::new()), (exec_pid, "x".into())]);
+    assert_eq!(pids, want);
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(exec_pid as i32),
         nix::sys::signal::Signal::SIGKILL,

@@ -50,12 +50,12 @@ case "$verb" in
   flags) printf '  -network value\n  -debug\n  -debug-log string\n' >&2;;
   create)
     setsid sleep 1000 </dev/null >/dev/null 2>&1 &
-    echo $! > "$pidfile"; echo $! > "$dir/$last.sandbox";;
+    [ -f "$dir/no-pid-file" ] || echo $! > "$pidfile"; echo $! > "$dir/$last.sandbox";;
   start)
     if [ -f "$dir/exit-at-start" ]; then kill -9 "$(cat "$dir/$last.sandbox")"; sleep 0.3; fi;;
   kill) kill "-$last" "$(cat "$dir/$prev.sandbox")" 2>/dev/null || fail "sandbox is not running";;
   delete) kill -9 "$(cat "$dir/$last.sandbox" 2>/dev/null)" 2>/dev/null; rm -f "$dir/$last.sandbox";;
-  ps) if [ -f "$dir/exec-ran" ]; then echo '[1,5,9]'; else echo '[1,5]'; fi;;
+  ps) if [ -f "$dir/exec-ran" ]; then echo '[1,5,4194301,9]'; else echo '[1,5,4194301]'; fi;;
   exec)
     [ -f "$dir/no-internal-pid" ] || echo 9 > "$ipidfile"
     touch "$dir/exec-ran"
