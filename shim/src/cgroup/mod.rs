@@ -53,6 +53,9 @@ pub struct HostCgroup {
     /// The path from the hierarchy's root (v2), or the memory controller's
     /// (v1): where a systemd unit shows.
     rel: String,
+    /// v2: this cgroup's and its parent's OOM kill counts when loaded (see
+    /// [`HostCgroup::oom_kills`]).
+    oom_at_load: Option<(u64, u64)>,
 }
 
 impl HostCgroup {
@@ -76,7 +79,31 @@ impl HostCgroup {
                 (cg, rel)
             }
         };
-        Ok(HostCgroup { mode, cgroup, rel })
+        let mut cg = HostCgroup {
+            mode,
+            cgroup,
+            rel,
+            oom_at_load: None,
+        };
+        if mode == Mode::V2 {
+            cg.oom_at_load = cg
+                .own_and_parent_oom_kills()
+                .map(|(own, parent)| (own, parent.unwrap_or(0)));
+        }
+        Ok(cg)
+    }
+
+    /// v2: `oom_kill` of this cgroup's `memory.events` (None once the
+    /// cgroup is gone) and of its parent's.
+    fn own_and_parent_oom_kills(&self) -> Option<(u64, Option<u64>)> {
+        let dir = self.memory()?.path().to_path_buf();
+        let read = |d: &std::path::Path| {
+            fs::read_to_string(d.join("memory.events"))
+                .ok()
+                .map(|t| keyed(&t).get("oom_kill").copied().unwrap_or(0))
+        };
+        let own = read(&dir)?;
+        Some((own, dir.parent().and_then(|p| read(p))))
     }
 
     /// The systemd unit this cgroup is, when systemd made it (runsc's
@@ -117,14 +144,30 @@ impl HostCgroup {
         (p.get_pid_current().unwrap_or(0), limit)
     }
 
-    /// How many times the kernel OOM-killed in this cgroup.
+    /// How many times the kernel OOM-killed in this cgroup. On v2 a
+    /// systemd scope is removed as soon as its last process is gone, which
+    /// an OOM kill of the sandbox makes happen before its exit is seen:
+    /// then the count is this cgroup's at load plus the kills its parent
+    /// (the pod's slice) counted since (`memory.events` is hierarchical).
     pub fn oom_kills(&self) -> u64 {
         let Some(m) = self.memory() else { return 0 };
         match self.mode {
             Mode::V1 => m.memory_stat().oom_control.oom_kill,
             Mode::V2 => {
-                let events = fs::read_to_string(m.path().join("memory.events")).unwrap_or_default();
-                keyed(&events).get("oom_kill").copied().unwrap_or(0)
+                let events = fs::read_to_string(m.path().join("memory.events"));
+                match (events, self.oom_at_load) {
+                    (Ok(text), _) => keyed(&text).get("oom_kill").copied().unwrap_or(0),
+                    (Err(_), Some((own, parent))) => {
+                        let parent_now = m
+                            .path()
+                            .parent()
+                            .and_then(|p| fs::read_to_string(p.join("memory.events")).ok())
+                            .and_then(|t| keyed(&t).get("oom_kill").copied())
+                            .unwrap_or(parent);
+                        own + parent_now.saturating_sub(parent)
+                    }
+                    (Err(_), None) => 0,
+                }
             }
         }
     }
