@@ -426,6 +426,16 @@ impl Containerd {
         self.ctr_ok(&args);
     }
 
+    /// The pid column of `ctr task ls` for `id` (the sandbox's host pid).
+    pub fn task_pid(&self, id: &str) -> u32 {
+        let out = self.ctr_ok(&["tasks", "ls"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or_else(|| panic!("no task {id} in ctr task ls"))
+    }
+
     /// The task status column of `ctr task ls` for `id` (e.g. RUNNING).
     pub fn task_status(&self, id: &str) -> Option<String> {
         let out = self.ctr(&["tasks", "ls"]);

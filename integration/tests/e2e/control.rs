@@ -56,13 +56,7 @@ fn listed_pids_are_never_an_unrelated_host_process() {
         &[],
         &["sh", "-c", "sleep 1000 & sleep 1000 & exec sleep 1000"],
     );
-    let init: u32 = c
-        .ctr_ok(&["tasks", "ls"])
-        .out()
-        .lines()
-        .find(|l| l.starts_with("top1 "))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap();
+    let init = c.task_pid("top1");
     let ps = c.ctr_ok(&["tasks", "ps", "top1"]).out();
     let pids: Vec<u32> = ps
         .lines()

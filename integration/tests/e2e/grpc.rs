@@ -25,20 +25,11 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn task_pid(c: &Containerd, id: &str) -> u32 {
-    let out = c.ctr_ok(&["tasks", "ls"]).out();
-    out.lines()
-        .find(|l| l.split_whitespace().next() == Some(id))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|p| p.parse().ok())
-        .expect("task pid")
-}
-
 #[test]
 fn update_memory_limit_reaches_sandbox_cgroup() {
     let c = Containerd::start();
     c.run_detached("up1", &[], &["sleep", "1000"]);
-    let pid = task_pid(&c, "up1");
+    let pid = c.task_pid("up1");
     let want: u64 = 256 << 20;
     assert_ne!(memory_limit(pid), want);
     let ns = c.namespace().to_string();
@@ -71,7 +62,7 @@ fn a_pod_members_update_never_touches_the_pods_cgroup() {
     let member: Vec<&str> = member.iter().map(String::as_str).collect();
     c.run_detached("podu", &sb, &["sleep", "1000"]);
     c.run_detached("appu", &member, &["sleep", "1000"]);
-    let pid = task_pid(&c, "podu");
+    let pid = c.task_pid("podu");
     let before = memory_limit(pid);
     let ns = c.namespace().to_string();
     let status = rt().block_on(async {

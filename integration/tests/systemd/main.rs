@@ -7,7 +7,7 @@
 mod failures;
 mod update;
 
-pub use test_support::containerd::{Containerd, OutputExt};
+pub use test_support::containerd::Containerd;
 
 /// `systemctl show -p <prop> --value <unit>`.
 pub fn unit_property(unit: &str, prop: &str) -> String {

@@ -9,16 +9,7 @@ use containerd_client::{
 use prost_types::Any;
 use test_support::cgroup::{cpu_quota, memory_limit};
 
-use crate::{daemon_reload, unit_property, Containerd, OutputExt};
-
-fn task_pid(c: &Containerd, id: &str) -> u32 {
-    let out = c.ctr_ok(&["tasks", "ls"]).out();
-    out.lines()
-        .find(|l| l.split_whitespace().next() == Some(id))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|p| p.parse().ok())
-        .expect("task pid")
-}
+use crate::{daemon_reload, unit_property, Containerd};
 
 fn update(c: &Containerd, id: &str, res: serde_json::Value) {
     let ns = c.namespace().to_string();
@@ -62,7 +53,7 @@ fn an_update_survives_daemon_reload() {
         ],
         &["sleep", "1000"],
     );
-    let pid = task_pid(&c, &id);
+    let pid = c.task_pid(&id);
     let mem: u64 = 200 << 20;
     update(
         &c,
