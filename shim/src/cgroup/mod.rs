@@ -103,7 +103,7 @@ impl HostCgroup {
                 .map(|t| keyed(&t).get("oom_kill").copied().unwrap_or(0))
         };
         let own = read(&dir)?;
-        Some((own, dir.parent().and_then(|p| read(p))))
+        Some((own, dir.parent().and_then(read)))
     }
 
     /// The systemd unit this cgroup is, when systemd made it (runsc's
