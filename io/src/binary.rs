@@ -24,7 +24,7 @@ use nix::{
     sys::signal::{kill, Signal},
     unistd::{read, Pid},
 };
-use runsc::{ExitReceiver, ProcessMonitor};
+use process_monitor::{ExitReceiver, ProcessMonitor};
 use tokio::time::{timeout, Instant};
 
 use crate::{

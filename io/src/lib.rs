@@ -23,7 +23,8 @@
 //! No operation blocks a thread: every FIFO open is non-blocking and all
 //! waiting happens on tokio's reactor, so a client that never opens its end
 //! wedges nothing. Children (the logging binary) are spawned only through
-//! the caller's [`runsc::ProcessMonitor`].
+//! the caller's [`ProcessMonitor`](process_monitor::ProcessMonitor) (crate
+//! `process-monitor`; this crate does not depend on the `runsc` client).
 //!
 //! Modules: [`error`] (the error type), [`uri`] (stdio URI parsing),
 //! [`fifo`] (non-blocking opens, `FIONREAD`), [`direct`] (Direct mode),

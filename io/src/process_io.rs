@@ -43,7 +43,7 @@ pub struct IoConfig {
     /// containerd namespace (`CONTAINER_NAMESPACE` of a logging binary).
     pub namespace: String,
     /// Spawns the logging binary and reports its exit.
-    pub monitor: Arc<dyn runsc::ProcessMonitor>,
+    pub monitor: Arc<dyn process_monitor::ProcessMonitor>,
 }
 
 /// How output reaches FIFOs.

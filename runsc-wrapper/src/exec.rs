@@ -15,11 +15,12 @@ use tokio::{
     task::JoinHandle,
 };
 
+use process_monitor::describe;
+
 use crate::{
     deadline::kill_tree,
     error::{last_log_error, Error, Result},
     global::{CallLog, Runsc},
-    monitor::describe,
     opts::Stdio,
 };
 

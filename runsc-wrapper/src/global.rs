@@ -13,12 +13,10 @@ use std::{
 };
 
 use nix::sys::signal::Signal;
+use process_monitor::{DefaultMonitor, LogMonitor, ProcessMonitor};
 use tokio::sync::OnceCell;
 
-use crate::{
-    deadline::Timeouts,
-    monitor::{DefaultMonitor, LogMonitor, ProcessMonitor},
-};
+use crate::deadline::Timeouts;
 
 /// The command used when none is configured (looked up on `PATH`).
 pub const DEFAULT_COMMAND: &str = "runsc";
@@ -425,7 +423,7 @@ mod tests {
             .build();
         let (cmd, log) = r.command_for("state", &["c1".into()]);
         assert_eq!(log, CallLog::None);
-        assert_eq!(crate::monitor::describe(&cmd), "runsc --root=/r state c1");
+        assert_eq!(process_monitor::describe(&cmd), "runsc --root=/r state c1");
         assert!(cmd
             .get_envs()
             .any(|(k, v)| k == NOTIFY_SOCKET && v.is_none()));

@@ -23,8 +23,10 @@
 //!   (exec, wait, signal, ps, stats, pause/resume without a runsc process).
 //! - `direct`: when [`Runsc`] calls the sandbox directly ([`SandboxControl`])
 //!   and when it falls back to the CLI.
-//! - [`monitor`]: the [`ProcessMonitor`] seam through which every child is
-//!   spawned and reaped, so a subreaping shim never loses an exit.
+//! - [`ProcessMonitor`], [`LogMonitor`], [`DefaultMonitor`], [`Exit`],
+//!   [`ExitReceiver`], [`describe`]: re-exported from crate
+//!   `process-monitor`, the seam through which every child is spawned and
+//!   reaped, so a subreaping shim never loses an exit.
 //!
 //! Rules the crate keeps: it never waits on a child itself (exits come from
 //! the monitor), capture pipes are read concurrently with waiting, and
@@ -45,7 +47,6 @@ mod exec;
 #[cfg(test)]
 mod fake_tests;
 pub mod global;
-pub mod monitor;
 pub mod netns;
 pub mod opts;
 pub mod paths;
@@ -55,13 +56,15 @@ pub use deadline::Timeouts;
 pub use error::{Error, Result};
 pub use events::EventStream;
 pub use global::{GlobalOpts, LogFormat, LogTarget, Runsc, DEFAULT_COMMAND};
-pub use monitor::{describe, DefaultMonitor, Exit, ExitReceiver, LogMonitor, ProcessMonitor};
 pub use netns::NetnsCheck;
 pub use opts::{
     CheckpointOpts, CreateOpts, DeleteOpts, EventsOpts, ExecOpts, KillOpts, RestoreOpts, StartOpts,
     Stdio, StdioSource, WaitOpts,
 };
 pub use paths::{emitted_paths, format_runsc_paths, format_shim_log_path, PATH_KEYS};
+pub use process_monitor::{
+    describe, DefaultMonitor, Exit, ExitReceiver, LogMonitor, ProcessMonitor,
+};
 pub use types::{
     Container, Cpu, CpuUsage, Event, Memory, MemoryEntry, Pids, Stats, StatsEvent, Status,
     Throttling, TopResults, WaitResult,

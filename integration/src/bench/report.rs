@@ -41,7 +41,7 @@ pub struct Report {
     /// 20 concurrent starts: (wall ms, failures) per round, [ours, Go].
     pub concurrent: [Vec<(f64, usize)>; 2],
     /// CPU per exec (ms): [our shim, Go shim] own and reaped children,
-    /// and [bare] `runsc exec` as the benchmark's own reaped child.
+    /// and \[bare\] `runsc exec` as the benchmark's own reaped child.
     pub exec_cpu: [Cpu; 3],
     /// Metrics calls on a running container: [ours, Go].
     pub metrics: [MetricsCpu; 2],

@@ -13,7 +13,7 @@ use std::{
 };
 
 use nix::{sys::stat::Mode, unistd::mkfifo};
-use runsc::{DefaultMonitor, ExitReceiver, ProcessMonitor};
+use process_monitor::{DefaultMonitor, ExitReceiver, ProcessMonitor};
 use shim_io::{IoConfig, RuntimeStdio};
 
 pub const BB: &str = "/bin/busybox";

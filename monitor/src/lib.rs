@@ -5,6 +5,19 @@
 //! `Child::wait` would race that loop and lose the status. Implementations
 //! therefore subscribe to the exit *before* the child is spawned and hand back
 //! a receiver that cannot miss it.
+//!
+//! Layout (one file, no other workspace crate below it):
+//! - [`ProcessMonitor`]: the trait (`start` spawns and returns the
+//!   [`ExitReceiver`]; `wait` awaits it), with the [`Exit`] it reports.
+//! - [`DefaultMonitor`]: for processes that are not subreapers; waits for
+//!   each child with `waitpid(pid)` on a blocking thread.
+//! - [`LogMonitor`]: a decorator that logs argv, exit status and duration.
+//! - [`describe`]: a command's `program arg1 arg2 ...` for logs and errors.
+//!
+//! The `runsc` crate (which spawns runsc through it) and `shim-io` (which
+//! spawns logging binaries through it) both depend on this crate; `runsc`
+//! re-exports its names, and the shim implements the trait with its reaper.
+#![deny(missing_docs)]
 
 use std::{
     fmt, io,
@@ -136,4 +149,62 @@ pub fn describe(cmd: &Command) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn describe_joins_program_and_args() {
+        let mut cmd = Command::new("runsc");
+        cmd.args(["--root=/r", "state", "c1"]);
+        assert_eq!(describe(&cmd), "runsc --root=/r state c1");
+        assert_eq!(describe(&Command::new("true")), "true");
+    }
+
+    #[tokio::test]
+    async fn default_monitor_reports_code_and_signal() {
+        let m = DefaultMonitor;
+        let (child, rx) = m
+            .start(Command::new("/bin/sh").args(["-c", "exit 7"]))
+            .await
+            .unwrap();
+        let exit = m.wait(&child, rx).await.unwrap();
+        assert_eq!((exit.pid, exit.status), (child.id(), 7));
+
+        let (child, rx) = m
+            .start(Command::new("/bin/sh").args(["-c", "kill -9 $$"]))
+            .await
+            .unwrap();
+        assert_eq!(m.wait(&child, rx).await.unwrap().status, 128 + 9);
+    }
+
+    #[tokio::test]
+    async fn log_monitor_forwards() {
+        let m = LogMonitor::new(Arc::new(DefaultMonitor));
+        let (child, rx) = m
+            .start(Command::new("/bin/sh").args(["-c", "exit 3"]))
+            .await
+            .unwrap();
+        assert_eq!(m.wait(&child, rx).await.unwrap().status, 3);
+        assert!(m
+            .start(&mut Command::new("/nonexistent/binary"))
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn an_unreported_exit_is_an_error() {
+        let (child, _) = DefaultMonitor
+            .start(&mut Command::new("true"))
+            .await
+            .unwrap();
+        let (tx, rx) = oneshot::channel();
+        drop(tx);
+        let err = DefaultMonitor.wait(&child, rx).await.unwrap_err();
+        assert!(err.to_string().contains("never reported"), "{err}");
+    }
 }
