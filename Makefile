@@ -43,12 +43,15 @@ install: build ## Install the shim into $(PREFIX)/bin, and config/runsc.toml as 
 	  fi; \
 	fi
 
-lint: ## rustfmt and clippy, warnings are errors
+lint: ## rustfmt, clippy and rustdoc, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets --all-features -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --no-deps --all-features
 
-unit: ## Unit tests (no containerd, no runsc)
+unit: ## Tests that need no containerd and no runsc: every crate's unit tests, the shim's service tier (shim/tests/service, a fake runsc) and shim-io's io/tests (real FIFOs, ptys and /bin/busybox)
 	$(CARGO) test --locked --workspace --lib --bins
+	$(CARGO) test --locked -p containerd-shim-runsc --test service
+	$(CARGO) test --locked -p shim-io --test '*'
 
 integration: build ## Real runsc and containerd suites (root), on containerd 2.3 + runsc 0.0~20240729
 	path="$(LTS_PATH)"; \
