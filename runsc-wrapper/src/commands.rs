@@ -63,7 +63,7 @@ impl Runsc {
                 .get("start")
                 .unwrap_or(std::time::Duration::from_secs(60));
             match sb.start_root(network, deadline).await {
-                Err(e) if self.falls_back(&e) => {}
+                Err(e) if self.fall_back_on(&e) => {}
                 r => return r,
             }
         }
@@ -170,7 +170,7 @@ impl Runsc {
                 (false, None) => SignalTarget::Init,
             };
             match sb.signal(sig, target).await {
-                Err(e) if self.falls_back(&e) => {}
+                Err(e) if self.fall_back_on(&e) => {}
                 r => return r,
             }
         }
@@ -191,7 +191,7 @@ impl Runsc {
     pub async fn pause(&self, id: &str) -> Result<()> {
         if let Some(sb) = self.sandbox(id).await {
             match sb.set_paused(true).await {
-                Err(e) if self.falls_back(&e) => {}
+                Err(e) if self.fall_back_on(&e) => {}
                 r => return r,
             }
         }
@@ -204,7 +204,7 @@ impl Runsc {
     pub async fn resume(&self, id: &str) -> Result<()> {
         if let Some(sb) = self.sandbox(id).await {
             match sb.set_paused(false).await {
-                Err(e) if self.falls_back(&e) => {}
+                Err(e) if self.fall_back_on(&e) => {}
                 r => return r,
             }
         }
@@ -217,7 +217,7 @@ impl Runsc {
     pub async fn ps(&self, id: &str) -> Result<Vec<i32>> {
         if let Some(sb) = self.sandbox(id).await {
             match sb.processes().await {
-                Err(e) if self.falls_back(&e) => {}
+                Err(e) if self.fall_back_on(&e) => {}
                 r => return r.map(|ps| ps.into_iter().map(|p| p.pid).collect()),
             }
         }
@@ -243,7 +243,7 @@ impl Runsc {
     pub async fn stats(&self, id: &str) -> Result<Stats> {
         if let Some(sb) = self.sandbox(id).await {
             match sb.stats().await {
-                Err(e) if self.falls_back(&e) => {}
+                Err(e) if self.fall_back_on(&e) => {}
                 r => return r,
             }
         }
@@ -274,7 +274,7 @@ impl Runsc {
                     None => sb.wait().await,
                 };
                 match waited {
-                    Err(e) if self.falls_back(&e) => {}
+                    Err(e) if self.fall_back_on(&e) => {}
                     r => return r.map(|w| w.code()),
                 }
             }

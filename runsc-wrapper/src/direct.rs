@@ -93,7 +93,7 @@ impl Runsc {
         let sb = match Sandbox::open(root, id, dialect, deadline).await {
             Ok(sb) => sb,
             Err(e) => {
-                self.falls_back(&e);
+                self.fall_back_on(&e);
                 return None;
             }
         };
@@ -103,36 +103,90 @@ impl Runsc {
             .get_or_init(|| async {
                 match sb.handshake().await {
                     Ok(()) => true,
-                    Err(e) => !self.falls_back(&e),
+                    Err(e) => !self.fall_back_on(&e),
                 }
             })
             .await;
         agreed.then_some(sb)
     }
 
-    /// Whether a direct call's failure means "use the CLI": a protocol
-    /// mismatch (which turns the direct path off) or a state file that
-    /// cannot be read.
-    pub fn falls_back(&self, e: &Error) -> bool {
-        match e {
-            Error::Control {
-                failure: ControlFailure::Protocol(m),
-                method,
-                ..
-            } => {
-                self.direct_off(format!("{method}: {m}"));
-                true
-            }
-            Error::Control {
-                failure: ControlFailure::State(_) | ControlFailure::Unsupported(_),
-                ..
-            } => true,
-            _ => false,
+    /// Acts on a direct call's failure: true means "use the CLI" (see
+    /// [`Error::calls_for_cli`]), and a protocol mismatch also turns the
+    /// direct path off for this client, for good.
+    pub(crate) fn fall_back_on(&self, e: &Error) -> bool {
+        if let Error::Control {
+            failure: ControlFailure::Protocol(m),
+            method,
+            ..
+        } = e
+        {
+            self.direct_off(format!("{method}: {m}"));
         }
+        e.calls_for_cli()
+    }
+}
+
+impl Error {
+    /// Whether a direct call's failure means "make this call through the
+    /// CLI": a protocol mismatch, a state file that cannot be read, or a
+    /// call this sandbox does not serve. A check only: the client's
+    /// direct path stays as it is.
+    pub fn calls_for_cli(&self) -> bool {
+        matches!(
+            self,
+            Error::Control {
+                failure: ControlFailure::Protocol(_)
+                    | ControlFailure::State(_)
+                    | ControlFailure::Unsupported(_),
+                ..
+            }
+        )
     }
 }
 
 /// Shared, fresh state for a new client.
 pub(crate) fn new_state() -> Arc<DirectState> {
     Arc::new(DirectState::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::global::GlobalOpts;
+
+    fn control(failure: ControlFailure) -> Error {
+        Error::Control {
+            method: "containerManager.ExecuteAsync".into(),
+            id: "c1".into(),
+            failure,
+        }
+    }
+
+    #[test]
+    fn asking_whether_to_fall_back_changes_nothing() {
+        let r = GlobalOpts::default().root("/nonexistent").build();
+        let mismatch = control(ControlFailure::Protocol("unknown method".into()));
+        assert!(mismatch.calls_for_cli());
+        assert!(mismatch.calls_for_cli());
+        assert!(
+            r.direct_enabled(),
+            "a check must not turn the direct path off"
+        );
+        // Acting on it does, for this client and its clones.
+        let clone = r.clone();
+        assert!(r.fall_back_on(&mismatch));
+        assert!(!r.direct_enabled() && !clone.direct_enabled());
+    }
+
+    #[test]
+    fn only_a_mismatch_turns_the_direct_path_off() {
+        let r = GlobalOpts::default().root("/nonexistent").build();
+        let unreadable = control(ControlFailure::State("no state file".into()));
+        assert!(r.fall_back_on(&unreadable));
+        assert!(r.direct_enabled());
+        let refused = control(ControlFailure::Refused("no such process".into()));
+        assert!(!refused.calls_for_cli());
+        assert!(!r.fall_back_on(&refused));
+        assert!(r.direct_enabled());
+    }
 }

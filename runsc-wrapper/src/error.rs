@@ -90,6 +90,14 @@ pub enum Error {
         #[source]
         failure: ControlFailure,
     },
+    /// A process spec runsc cannot run (an unknown capability...).
+    #[error("invalid process for container {id}: {reason}")]
+    InvalidProcess {
+        /// The container it was to run in.
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// runsc did not finish within its deadline; its process tree was killed.
     #[error(
         "runsc {subcommand}{} did not finish within {after:?} and was killed{}",

@@ -235,10 +235,26 @@ impl Runsc {
     }
 
     /// Whether this runsc's root holds state for container `id` (see
-    /// [`crate::control::state::exists`]); false without a root. Blocking.
-    pub fn has_state(&self, id: &str) -> bool {
-        self.root()
-            .is_some_and(|r| crate::control::state::exists(r, id))
+    /// [`crate::control::state::exists`]); false without a root. The
+    /// directory is read off the async runtime.
+    pub async fn has_state(&self, id: &str) -> bool {
+        let Some(root) = self.root.clone() else {
+            return false;
+        };
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || crate::control::state::exists(&root, &id))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// The same client without `--log`: for a call that may outlive the
+    /// directory the per-call logs go to (a cleanup after the bundle is
+    /// removed). Clones share the monitor and the direct path's state.
+    pub fn without_log(&self) -> Runsc {
+        Runsc {
+            log: None,
+            ..self.clone()
+        }
     }
 
     /// Where `--log` goes, if set.

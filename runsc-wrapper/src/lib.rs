@@ -21,6 +21,9 @@
 //!   network namespace check on current kernels.
 //! - [`control`]: the direct client for a running sandbox's control socket
 //!   (exec, wait, signal, ps, stats, pause/resume without a runsc process).
+//! - `exec_start`: [`Runsc::start_exec`], an exec over the control socket
+//!   (its pty made and handed over here) with `runsc exec` as the fallback.
+//! - [`pid_file`]: the pid files runsc writes.
 //! - `direct`: when [`Runsc`] calls the sandbox directly ([`SandboxControl`])
 //!   and when it falls back to the CLI.
 //! - [`ProcessMonitor`], [`LogMonitor`], [`DefaultMonitor`], [`Exit`],
@@ -44,12 +47,15 @@ pub use direct::SandboxControl;
 pub mod error;
 mod events;
 mod exec;
+mod exec_start;
+pub use exec_start::{ExecStart, StartedExec};
 #[cfg(test)]
 mod fake_tests;
 pub mod global;
 pub mod netns;
 pub mod opts;
 pub mod paths;
+pub mod pid_file;
 pub mod types;
 
 pub use deadline::Timeouts;
