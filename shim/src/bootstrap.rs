@@ -2,7 +2,7 @@
 //! spawn the pod's shim server and tell containerd its address, in the
 //! form of [`handshake`](crate::handshake)), `delete` (clean up after a
 //! container whose shim is gone) and, with no verb, the
-//! [`server`](crate::server) itself.
+//! [`server`] itself.
 
 use std::{
     io::{Read, Write},
@@ -15,11 +15,12 @@ use std::{
 use containerd_shim::{api::DeleteResponse, protos::protobuf::Message, Flags};
 
 use crate::{
+    bundle::Bundle,
     cgroup,
     handshake::{Caller, Handshake},
     options::Options,
     reaper::{self, Reaper},
-    runtime, server, spec,
+    server, spec,
     state::State,
     RUNTIME_NAME,
 };
@@ -34,13 +35,18 @@ pub async fn run() -> i32 {
             return 1;
         }
     };
-    let bundle = if flags.bundle.is_empty() {
+    let bundle = Bundle::new(if flags.bundle.is_empty() {
         std::env::current_dir().unwrap_or_default()
     } else {
         PathBuf::from(&flags.bundle)
-    };
-    let res = match flags.action.as_str() {
-        "start" => start_verb(&flags, &bundle),
+    });
+    let action = flags.action.clone();
+    let res = match action.as_str() {
+        // It waits for the server it spawns: off the runtime thread.
+        "start" => {
+            let b = bundle.clone();
+            crate::blocking::blocking(move || start_verb(&flags, &b)).await
+        }
         "delete" => delete(&flags.namespace, &flags.id, &bundle)
             .await
             .and_then(|r| {
@@ -48,7 +54,7 @@ pub async fn run() -> i32 {
                     .map_err(|e| crate::Error::Other(format!("encode DeleteResponse: {e}")))
             })
             .and_then(|bytes| write_stdout(&bytes)),
-        "" => server::serve(&flags, &bundle).await,
+        "" => server::serve(&flags, bundle.path()).await,
         other => Err(crate::Error::InvalidArgument(format!(
             "unknown action {other:?}: expected start, delete or none"
         ))),
@@ -64,7 +70,7 @@ pub async fn run() -> i32 {
 
 /// `start`: reads containerd's handshake from stdin, answers with the
 /// address of the server for this container's pod.
-fn start_verb(flags: &Flags, bundle: &Path) -> crate::Result<()> {
+fn start_verb(flags: &Flags, bundle: &Bundle) -> crate::Result<()> {
     let mut raw = Vec::new();
     std::io::stdin()
         .read_to_end(&mut raw)
@@ -89,7 +95,7 @@ fn start(
     flags: &Flags,
     handshake: &Handshake,
     options: &Options,
-    bundle: &Path,
+    bundle: &Bundle,
 ) -> crate::Result<String> {
     let annotations = spec::read(bundle)
         .ok()
@@ -105,7 +111,7 @@ fn start(
 
     let exe = std::env::current_exe().map_err(|e| crate::Error::os("find own executable", e))?;
     let mut cmd = Command::new(exe);
-    cmd.current_dir(bundle)
+    cmd.current_dir(bundle.path())
         .args(["-namespace", &flags.namespace, "-id", &flags.id])
         .args(["-address", &flags.address, "-socket", &address])
         .stdin(Stdio::null())
@@ -135,7 +141,7 @@ fn start(
             log::warn!("cannot move shim into cgroup {}: {e}", options.shim_cgroup);
         }
     }
-    runtime::adjust_oom_score(child.id());
+    crate::host::adjust_oom_score(child.id());
     // The server closes its stdout once it listens.
     if let Some(mut out) = child.stdout.take() {
         let mut sink = Vec::new();
@@ -147,7 +153,7 @@ fn start(
     while std::time::Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             if !status.success() || !Path::new(socket_path).exists() {
-                let why = std::fs::read_to_string(bundle.join(SERVER_STDERR)).unwrap_or_default();
+                let why = std::fs::read_to_string(bundle.server_stderr()).unwrap_or_default();
                 return Err(crate::Error::Other(format!(
                     "shim server exited with {status} before serving {address}: {}",
                     why.trim()
@@ -166,10 +172,8 @@ fn start(
 
 /// Where the server's stderr goes: its bootstrap errors, which `start`
 /// reports if the server dies before serving.
-const SERVER_STDERR: &str = "shim-server.err";
-
-fn server_stderr(bundle: &Path) -> Stdio {
-    std::fs::File::create(bundle.join(SERVER_STDERR))
+fn server_stderr(bundle: &Bundle) -> Stdio {
+    std::fs::File::create(bundle.server_stderr())
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null())
 }
@@ -190,8 +194,8 @@ fn serving(path: &str) -> bool {
     false
 }
 
-fn write_address(bundle: &Path, address: &str) -> crate::Result<()> {
-    let p = bundle.join("address");
+fn write_address(bundle: &Bundle, address: &str) -> crate::Result<()> {
+    let p = bundle.address_file();
     std::fs::write(&p, address).map_err(|e| crate::Error::os(format!("write {}", p.display()), e))
 }
 
@@ -199,7 +203,7 @@ fn write_address(bundle: &Path, address: &str) -> crate::Result<()> {
 /// died. If the shim died, force-delete the container in runsc with the
 /// binary, root and flags it was created with; unmount its rootfs; report
 /// it killed.
-async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<DeleteResponse> {
+async fn delete(namespace: &str, id: &str, bundle: &Bundle) -> crate::Result<DeleteResponse> {
     crate::error::validate_id("container", id)?;
     let state = State::load(bundle).unwrap_or_else(|e| {
         eprintln!("runsc shim delete {id}: {e}; using defaults");
@@ -227,13 +231,13 @@ async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<Delet
     if !server_alive && runsc::control::state::exists(Path::new(&root), id) {
         reaper::reap_children()?;
         let reaper = Reaper::start().await?;
-        let r = runtime::build_runsc(&options, &root, bundle, flags, Arc::new(reaper));
+        let r = crate::client::build_runsc(&options, &root, bundle.path(), flags, Arc::new(reaper));
         if let Err(e) = r.delete(id, runsc::DeleteOpts { force: true }).await {
             eprintln!("runsc shim delete {id}: {e}");
         }
     }
     if sandbox && !server_alive {
-        runtime::remove_sandbox_root(&root);
+        crate::sandbox_root::remove_sandbox_root(&root);
     }
     crate::mount::remove_filestores(bundle);
     crate::mount::unmount_rootfs(bundle);
@@ -242,7 +246,7 @@ async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<Delet
         remove_dead_socket(bundle);
     }
     let mut resp = DeleteResponse::new();
-    resp.exit_status = 128 + libc::SIGKILL as u32;
+    resp.exit_status = crate::process::exit_status::KILLED;
     resp.exited_at = Some(crate::convert::now()).into();
     Ok(resp)
 }
@@ -251,8 +255,8 @@ async fn delete(namespace: &str, id: &str, bundle: &Path) -> crate::Result<Delet
 /// serves it: a shim that was killed never removes its own, and nothing
 /// else would (containerd's Go shims leak it too). A pod's shim that still
 /// serves other containers keeps it.
-fn remove_dead_socket(bundle: &Path) {
-    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+fn remove_dead_socket(bundle: &Bundle) {
+    let Ok(address) = std::fs::read_to_string(bundle.address_file()) else {
         return;
     };
     let path = address.trim().trim_start_matches("unix://");
@@ -268,8 +272,8 @@ fn remove_dead_socket(bundle: &Path) {
 
 /// Whether the shim server recorded in `<bundle>/shim.pid` is still
 /// running (this binary at that pid, so not a recycled pid).
-fn server_alive(bundle: &Path) -> bool {
-    let Some(pid) = std::fs::read_to_string(bundle.join("shim.pid"))
+fn server_alive(bundle: &Bundle) -> bool {
+    let Some(pid) = std::fs::read_to_string(bundle.shim_pid_file())
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
     else {

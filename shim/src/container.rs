@@ -1,280 +1,67 @@
-//! What the shim knows about each container and process, so it answers State,
-//! Pids, Kill and Wait without asking runsc (every runsc call is a Go binary
-//! start). Port of gVisor's `proc/` state machines as one enum.
+//! What the shim knows about each container, so it answers State, Pids,
+//! Kill and Wait without asking runsc (every runsc call is a Go binary
+//! start). A container's processes and their state machine are in
+//! [`crate::process`].
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex, MutexGuard,
-    },
-    time::SystemTime,
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
 };
 
 use runsc::Runsc;
-use shim_io::ProcessIo;
-use tokio::sync::watch;
 
 use crate::{
+    blocking::blocking,
+    bundle::Bundle,
     cgroup::HostCgroup,
     error::{Error, Result},
+    process::Process,
 };
 
-/// Lifecycle of an init or exec process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Created, not started.
-    Created,
-    /// Running.
-    Running,
-    /// Frozen by Pause.
-    Paused,
-    /// Exited (exit recorded).
-    Stopped,
-    /// Deleted; kept only until the last reference goes.
-    Deleted,
+/// A container's place in its sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Its process is the sandbox: a container on its own, or a pod's
+    /// sandbox (pause) container.
+    Sandbox,
+    /// A pod member, run in sandbox `sandbox_id` by `runsc create`/`start`
+    /// of a sub-container.
+    Member {
+        /// The pod's sandbox container.
+        sandbox_id: String,
+    },
 }
 
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitInfo {
-    /// Exit code or 128 + signal.
-    pub status: u32,
-    /// When it was recorded.
-    pub at: SystemTime,
+impl Role {
+    /// Whether this is a pod member.
+    pub fn is_member(&self) -> bool {
+        matches!(self, Role::Member { .. })
+    }
 }
 
-/// The stdio paths containerd gave for a process.
-#[derive(Debug, Clone, Default)]
-pub struct StdioPaths {
-    /// stdin FIFO path or URI.
-    pub stdin: String,
-    /// stdout FIFO path or URI.
-    pub stdout: String,
-    /// stderr FIFO path or URI.
-    pub stderr: String,
-    /// Whether a pty is requested.
-    pub terminal: bool,
-}
-
-#[derive(Debug)]
-struct ProcState {
-    status: Status,
-    pid: u32,
-    internal_pid: Option<i32>,
-    window: WindowChanges,
-}
-
-/// Who tells a terminal process its window changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WindowChanges {
-    /// The host kernel signals the pty's session leader (runsc's own exec
-    /// process, which forwards it) or there is no terminal.
-    Kernel,
-    /// Nobody on the host: the shim signals the foreground group of this
-    /// sandbox pid after each resize (an exec started over the socket).
-    Shim(i32),
-}
-
-/// An init or exec process.
-pub struct Process {
-    /// The container it belongs to.
-    pub container_id: String,
-    /// Exec id; empty for the init process.
-    pub exec_id: String,
-    /// Stdio as requested.
-    pub stdio: StdioPaths,
-    /// Stdio as set up.
-    pub io: ProcessIo,
-    /// The OCI process of an exec (None for init).
-    pub spec: Option<oci_spec::runtime::Process>,
-    state: Mutex<ProcState>,
-    exit: watch::Sender<Option<ExitInfo>>,
-    /// Held while a lifecycle step publishes its event, so this process's
-    /// events go out in order: a start publishes before the exit that
-    /// follows it, an exit before the delete.
-    events: tokio::sync::Mutex<()>,
-    /// The sandbox cgroup's OOM kill count when the process started.
-    oom_baseline: AtomicU64,
-}
-
-impl Process {
-    /// A new process in state Created.
-    pub fn new(
-        container_id: &str,
-        exec_id: &str,
-        stdio: StdioPaths,
-        io: ProcessIo,
-        spec: Option<oci_spec::runtime::Process>,
-    ) -> Self {
-        Process {
-            container_id: container_id.to_string(),
-            exec_id: exec_id.to_string(),
-            stdio,
-            io,
-            spec,
-            state: Mutex::new(ProcState {
-                status: Status::Created,
-                pid: 0,
-                internal_pid: None,
-                window: WindowChanges::Kernel,
-            }),
-            exit: watch::channel(None).0,
-            events: tokio::sync::Mutex::new(()),
-            oom_baseline: AtomicU64::new(u64::MAX),
-        }
-    }
-
-    /// Takes this process's event turn (see the `events` field).
-    pub async fn event_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.events.lock().await
-    }
-
-    /// Records the OOM kill count at start.
-    pub fn set_oom_baseline(&self, count: u64) {
-        self.oom_baseline.store(count, Ordering::SeqCst);
-    }
-
-    /// The OOM kill count at start (`u64::MAX` if never recorded).
-    pub fn oom_baseline(&self) -> u64 {
-        self.oom_baseline.load(Ordering::SeqCst)
-    }
-
-    fn lock(&self) -> MutexGuard<'_, ProcState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Current status.
-    pub fn status(&self) -> Status {
-        self.lock().status
-    }
-
-    /// Moves to `to` if the current status is one of `from`; otherwise says why not.
-    pub fn transition(&self, from: &[Status], to: Status) -> Result<()> {
-        let mut st = self.lock();
-        if from.contains(&st.status) {
-            st.status = to;
-            return Ok(());
-        }
-        Err(Error::FailedPrecondition(format!(
-            "{} {}: cannot move from {:?} to {:?}",
-            self.kind(),
-            self.name(),
-            st.status,
-            to
-        )))
-    }
-
-    /// Host pid (sandbox pid for init, `runsc exec` pid for execs); 0 before start.
-    pub fn pid(&self) -> u32 {
-        self.lock().pid
-    }
-
-    /// Records the host pid.
-    pub fn set_pid(&self, pid: u32) {
-        self.lock().pid = pid;
-    }
-
-    /// Pid inside the sandbox (execs).
-    pub fn internal_pid(&self) -> Option<i32> {
-        self.lock().internal_pid
-    }
-
-    /// Records the pid inside the sandbox.
-    pub fn set_internal_pid(&self, pid: Option<i32>) {
-        self.lock().internal_pid = pid;
-    }
-
-    /// Who signals window changes.
-    pub fn window_changes(&self) -> WindowChanges {
-        self.lock().window
-    }
-
-    /// Records who signals window changes.
-    pub fn set_window_changes(&self, w: WindowChanges) {
-        self.lock().window = w;
-    }
-
-    /// The recorded exit, if any.
-    pub fn exit(&self) -> Option<ExitInfo> {
-        *self.exit.borrow()
-    }
-
-    /// Ends a process whose start failed: its stdio closes (the client
-    /// reads it to EOF before it returns the error) and it exits with 128.
-    pub async fn fail_start(&self) {
-        self.io.close().await;
-        self.set_exited(128);
-    }
-
-    /// Records the exit once and wakes every Wait. Returns false if an exit
-    /// was already recorded.
-    pub fn set_exited(&self, status: u32) -> bool {
-        {
-            let mut st = self.lock();
-            if self.exit.borrow().is_some() {
-                return false;
-            }
-            if st.status != Status::Deleted {
-                st.status = Status::Stopped;
-            }
-        }
-        self.exit.send_replace(Some(ExitInfo {
-            status,
-            at: SystemTime::now(),
-        }));
-        true
-    }
-
-    /// Waits until the exit is recorded (which happens after its output drained).
-    pub async fn wait(&self) -> ExitInfo {
-        let mut rx = self.exit.subscribe();
-        loop {
-            if let Some(e) = *rx.borrow_and_update() {
-                return e;
-            }
-            if rx.changed().await.is_err() {
-                // Sender lives in self, so this cannot happen while we borrow it.
-                return ExitInfo {
-                    status: 255,
-                    at: SystemTime::now(),
-                };
-            }
-        }
-    }
-
-    /// "container" or "exec", for messages.
-    pub fn kind(&self) -> &'static str {
-        if self.exec_id.is_empty() {
-            "container"
-        } else {
-            "exec"
-        }
-    }
-
-    /// The id a user knows the process by.
-    pub fn name(&self) -> String {
-        if self.exec_id.is_empty() {
-            self.container_id.clone()
-        } else {
-            format!("{}/{}", self.container_id, self.exec_id)
-        }
-    }
+/// An exit of the init that is kept instead of reported while a
+/// checkpoint restores the container in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Parking {
+    /// Exits are reported.
+    #[default]
+    Off,
+    /// The next exit is kept.
+    Waiting,
+    /// This exit was kept.
+    Parked(u32),
 }
 
 /// A container served by this shim.
 pub struct Container {
     /// Container id.
     pub id: String,
-    /// Bundle directory.
-    pub bundle: PathBuf,
+    /// Its bundle.
+    pub bundle: Bundle,
     /// runsc client with this container's flags.
     pub runsc: Runsc,
-    /// The pod's sandbox id (the container's own id for a root container).
-    pub sandbox_id: String,
-    /// True for a pod's non-sandbox container.
-    pub sub: bool,
+    /// Sandbox or pod member.
+    pub role: Role,
     /// runsc's `--root` for this container's sandbox.
     pub runsc_root: String,
     /// How the runsc call that sets up the sandbox's network sees
@@ -282,26 +69,80 @@ pub struct Container {
     pub netns_check: runsc::NetnsCheck,
     /// The init process.
     pub init: Arc<Process>,
-    /// Exec processes by exec id.
-    pub execs: Mutex<HashMap<String, Arc<Process>>>,
+    execs: Mutex<HashMap<String, Arc<Process>>>,
     /// Whether the shim mounted `<bundle>/rootfs`.
     pub rootfs_mounted: bool,
     /// Checkpoint image to restore from at Start.
     pub restore_from: Option<String>,
-    /// The sandbox's host cgroup, found once its pid is known.
-    pub cgroup: std::sync::OnceLock<HostCgroup>,
+    cgroup: OnceLock<HostCgroup>,
     /// The spec's `cgroupsPath`: removed after runsc's delete if runsc
     /// left it.
     pub cgroups_path: Option<std::path::PathBuf>,
     /// The options it was created with.
     pub options: crate::options::Options,
-    /// While a checkpoint restores the container in place, the old
-    /// sandbox's exit is kept here instead of being reported:
-    /// None = not parking, Some(None) = parking, Some(Some(s)) = parked.
-    pub parked_exit: Mutex<Option<Option<i32>>>,
+    parking: Mutex<Parking>,
+}
+
+/// What [`Container::new`] takes: everything fixed at Create.
+pub struct ContainerParts {
+    /// Container id.
+    pub id: String,
+    /// Its bundle.
+    pub bundle: Bundle,
+    /// runsc client with this container's flags.
+    pub runsc: Runsc,
+    /// Sandbox or pod member.
+    pub role: Role,
+    /// runsc's `--root`.
+    pub runsc_root: String,
+    /// See [`Container::netns_check`].
+    pub netns_check: runsc::NetnsCheck,
+    /// The init process.
+    pub init: Arc<Process>,
+    /// Whether the shim mounted `<bundle>/rootfs`.
+    pub rootfs_mounted: bool,
+    /// Checkpoint image to restore from at Start.
+    pub restore_from: Option<String>,
+    /// The spec's `cgroupsPath`.
+    pub cgroups_path: Option<std::path::PathBuf>,
+    /// The options it was created with.
+    pub options: crate::options::Options,
 }
 
 impl Container {
+    /// A container with no execs yet.
+    pub fn new(p: ContainerParts) -> Self {
+        Container {
+            id: p.id,
+            bundle: p.bundle,
+            runsc: p.runsc,
+            role: p.role,
+            runsc_root: p.runsc_root,
+            netns_check: p.netns_check,
+            init: p.init,
+            execs: Mutex::default(),
+            rootfs_mounted: p.rootfs_mounted,
+            restore_from: p.restore_from,
+            cgroup: OnceLock::new(),
+            cgroups_path: p.cgroups_path,
+            options: p.options,
+            parking: Mutex::default(),
+        }
+    }
+
+    /// The pod's sandbox id (the container's own for a sandbox).
+    pub fn sandbox_id(&self) -> &str {
+        match &self.role {
+            Role::Sandbox => &self.id,
+            Role::Member { sandbox_id } => sandbox_id,
+        }
+    }
+
+    /// Whether this is a pod member.
+    pub fn is_member(&self) -> bool {
+        self.role.is_member()
+    }
+
     /// Locks the exec table.
     pub fn execs(&self) -> MutexGuard<'_, HashMap<String, Arc<Process>>> {
         self.execs.lock().unwrap_or_else(|p| p.into_inner())
@@ -317,42 +158,51 @@ impl Container {
         })
     }
 
-    fn parking(&self) -> MutexGuard<'_, Option<Option<i32>>> {
-        self.parked_exit.lock().unwrap_or_else(|p| p.into_inner())
+    fn parking(&self) -> MutexGuard<'_, Parking> {
+        self.parking.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts keeping the init's next exit instead of reporting it.
     pub fn park_exit(&self) {
-        *self.parking() = Some(None);
+        *self.parking() = Parking::Waiting;
     }
 
     /// Parks `status` if parking; false means report it as usual.
-    pub fn try_park(&self, status: i32) -> bool {
-        match self.parking().as_mut() {
-            Some(slot) => {
-                *slot = Some(status);
+    pub fn try_park(&self, status: u32) -> bool {
+        let mut p = self.parking();
+        match *p {
+            Parking::Off => false,
+            Parking::Waiting | Parking::Parked(_) => {
+                *p = Parking::Parked(status);
                 true
             }
-            None => false,
         }
     }
 
     /// Whether an exit is parked.
     pub fn exit_parked(&self) -> bool {
-        matches!(*self.parking(), Some(Some(_)))
+        matches!(*self.parking(), Parking::Parked(_))
     }
 
     /// Stops parking; returns the parked exit, if any.
-    pub fn unpark_exit(&self) -> Option<i32> {
-        self.parking().take().flatten()
+    pub fn unpark_exit(&self) -> Option<u32> {
+        match std::mem::take(&mut *self.parking()) {
+            Parking::Parked(status) => Some(status),
+            Parking::Off | Parking::Waiting => None,
+        }
     }
 
-    /// Finds the host cgroup of the sandbox pid (once).
-    pub fn set_cgroup_from_pid(&self, pid: u32) {
+    /// The sandbox's host cgroup, once found.
+    pub fn cgroup(&self) -> Option<&HostCgroup> {
+        self.cgroup.get()
+    }
+
+    /// Finds the host cgroup of the sandbox pid (once), off the runtime.
+    pub async fn find_cgroup(self: &Arc<Self>, pid: u32) {
         if pid == 0 || self.cgroup.get().is_some() {
             return;
         }
-        match HostCgroup::for_pid(pid) {
+        match blocking(move || HostCgroup::for_pid(pid)).await {
             Ok(cg) => {
                 let _ = self.cgroup.set(cg);
             }
@@ -360,9 +210,15 @@ impl Container {
         }
     }
 
-    /// The sandbox cgroup's OOM kill count now (0 without a cgroup).
-    pub fn oom_kills(&self) -> u64 {
-        self.cgroup.get().map(|cg| cg.oom_kills()).unwrap_or(0)
+    /// The sandbox cgroup's OOM kill count now (None without a cgroup),
+    /// read off the runtime.
+    pub async fn oom_kills(self: &Arc<Self>) -> Option<u64> {
+        self.cgroup.get()?;
+        let c = self.clone();
+        blocking(move || Ok(c.cgroup.get().map(|cg| cg.oom_kills())))
+            .await
+            .ok()
+            .flatten()
     }
 }
 
@@ -382,12 +238,15 @@ impl OomLedger {
     pub fn take(
         &self,
         sandbox: &str,
-        baseline: u64,
-        now: u64,
+        baseline: Option<u64>,
+        now: Option<u64>,
         status: u32,
         sandbox_gone: bool,
     ) -> bool {
-        if status == 0 || baseline == u64::MAX || now <= baseline {
+        let (Some(baseline), Some(now)) = (baseline, now) else {
+            return false;
+        };
+        if status == 0 || now <= baseline {
             return false;
         }
         let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
@@ -416,18 +275,22 @@ mod tests {
     fn oom_is_reported_once_and_only_after_start() {
         let l = OomLedger::default();
         // An OOM before this process started is not its own.
-        assert!(!l.take("pod", 2, 2, 137, false));
+        assert!(!l.take("pod", Some(2), Some(2), 137, false));
         // A clean exit is never an OOM kill.
-        assert!(!l.take("pod", 2, 3, 0, false));
-        assert!(l.take("pod", 2, 3, 137, false));
+        assert!(!l.take("pod", Some(2), Some(3), 0, false));
+        assert!(l.take("pod", Some(2), Some(3), 137, false));
         // The same kill is not reported for a second exit...
-        assert!(!l.take("pod", 1, 3, 137, false));
+        assert!(!l.take("pod", Some(1), Some(3), 137, false));
         // ...unless it took the whole sandbox, and every container with it.
-        assert!(l.take("pod", 1, 3, 137, true));
-        assert!(!l.take("pod", 3, 3, 137, true), "started after the kill");
-        assert!(l.take("pod", 1, 4, 137, false));
-        assert!(!l.take("pod", u64::MAX, 9, 137, false));
+        assert!(l.take("pod", Some(1), Some(3), 137, true));
+        assert!(
+            !l.take("pod", Some(3), Some(3), 137, true),
+            "started after the kill"
+        );
+        assert!(l.take("pod", Some(1), Some(4), 137, false));
+        assert!(!l.take("pod", None, Some(9), 137, false), "no baseline");
+        assert!(!l.take("pod", Some(1), None, 137, false), "no cgroup");
         l.forget("pod");
-        assert!(l.take("pod", 1, 4, 137, false));
+        assert!(l.take("pod", Some(1), Some(4), 137, false));
     }
 }

@@ -99,6 +99,12 @@ impl Error {
             Error::Runsc { source, .. } if source.is_timeout() => Code::DEADLINE_EXCEEDED,
             // A call the container's state forbids (exec after it stopped).
             Error::Runsc { source, .. } if source.is_not_running() => Code::FAILED_PRECONDITION,
+            // A process spec runsc cannot run, refused before it started.
+            Error::Runsc { source, .. }
+                if matches!(**source, runsc::Error::InvalidProcess { .. }) =>
+            {
+                Code::INVALID_ARGUMENT
+            }
             Error::Runsc { source, .. } if matches!(**source, runsc::Error::Unsupported { .. }) => {
                 Code::UNIMPLEMENTED
             }
@@ -186,6 +192,14 @@ mod tests {
             },
         );
         assert_eq!(status(e).code(), Code::UNIMPLEMENTED);
+        let e = Error::runsc(
+            "exec e1 in container c1",
+            runsc::Error::InvalidProcess {
+                id: "c1".into(),
+                reason: "unknown capability \"CAP_NEW\"".into(),
+            },
+        );
+        assert_eq!(status(e).code(), Code::INVALID_ARGUMENT);
     }
 
     #[test]

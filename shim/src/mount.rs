@@ -1,19 +1,20 @@
 //! Rootfs mounts from `CreateTaskRequest.rootfs`, through containerd-shim's
 //! mount helpers.
 
-use std::path::Path;
-
 use containerd_shim::protos::types::mount::Mount;
 
-use crate::error::{Error, Result};
+use crate::{
+    bundle::Bundle,
+    error::{Error, Result},
+};
 
 /// Mounts every rootfs mount on `<bundle>/rootfs`; on failure undoes what was
 /// mounted.
-pub fn mount_rootfs(bundle: &Path, mounts: &[Mount]) -> Result<bool> {
+pub fn mount_rootfs(bundle: &Bundle, mounts: &[Mount]) -> Result<bool> {
     if mounts.is_empty() {
         return Ok(false);
     }
-    let target = bundle.join("rootfs");
+    let target = bundle.rootfs();
     std::fs::create_dir_all(&target)
         .map_err(|e| Error::os(format!("create {}", target.display()), e))?;
     for m in mounts {
@@ -44,8 +45,8 @@ fn none_if_empty(s: &str) -> Option<&str> {
 /// made when a user opts into `overlay2 = "root:self"`) from
 /// `<bundle>/rootfs` while it is still mounted, so that a snapshot committed
 /// later never carries one.
-pub fn remove_filestores(bundle: &Path) {
-    let rootfs = bundle.join("rootfs");
+pub fn remove_filestores(bundle: &Bundle) {
+    let rootfs = bundle.rootfs();
     let Ok(rd) = std::fs::read_dir(&rootfs) else {
         return;
     };
@@ -62,8 +63,8 @@ pub fn remove_filestores(bundle: &Path) {
 }
 
 /// Unmounts everything at or below `<bundle>/rootfs`; failures are logged.
-pub fn unmount_rootfs(bundle: &Path) {
-    let target = bundle.join("rootfs");
+pub fn unmount_rootfs(bundle: &Bundle) {
+    let target = bundle.rootfs();
     let Some(t) = target.to_str() else {
         return;
     };

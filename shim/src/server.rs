@@ -46,7 +46,7 @@ pub async fn serve(flags: &Flags, bundle: &Path) -> Result<()> {
         Error::InvalidArgument(format!("TTRPC_ADDRESS (containerd's event socket): {e}"))
     })?;
     // Our own pid in the first container's bundle, as containerd's shims do.
-    let _ = std::fs::write(bundle.join("shim.pid"), std::process::id().to_string());
+    crate::bundle::Bundle::new(bundle).write_shim_pid();
     reaper::reap_children()?;
     // A server without exits would leave every Wait hanging: fail instead.
     let reaper = Reaper::start().await?;
@@ -109,7 +109,7 @@ async fn listen(socket: &str, bundle: &Path) -> Result<Option<Listener>> {
         Ok(l) => l,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-                let _ = std::fs::write(bundle.join("address"), socket);
+                let _ = std::fs::write(crate::bundle::Bundle::new(bundle).address_file(), socket);
                 return Ok(None);
             }
             // A dead server's socket: take the path over.

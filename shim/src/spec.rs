@@ -1,11 +1,14 @@
 //! What the shim reads from a bundle's OCI spec: pod grouping annotations and
 //! whether the sandbox needs `--network=none` to run on a plain host.
 
-use std::{collections::HashMap, path::Path};
+use std::collections::HashMap;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::error::{Error, Result};
+use crate::{
+    bundle::Bundle,
+    error::{Error, Result},
+};
 
 /// CRI (containerd) annotation naming the container's role.
 pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
@@ -17,16 +20,16 @@ pub const CRIO_CONTAINER_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
 pub const CRIO_SANDBOX_ID: &str = "io.kubernetes.cri-o.SandboxID";
 
 /// Reads `<bundle>/config.json`.
-pub fn read(bundle: &Path) -> Result<Spec> {
-    let path = bundle.join("config.json");
+pub fn read(bundle: &Bundle) -> Result<Spec> {
+    let path = bundle.config();
     Spec::load(&path).map_err(|e| {
         Error::InvalidArgument(format!("cannot read OCI spec {}: {e}", path.display()))
     })
 }
 
 /// Reads `<bundle>/config.json` as JSON, every field kept (for rewrites).
-pub fn read_json(bundle: &Path) -> Result<serde_json::Value> {
-    let path = bundle.join("config.json");
+pub fn read_json(bundle: &Bundle) -> Result<serde_json::Value> {
+    let path = bundle.config();
     let data =
         std::fs::read(&path).map_err(|e| Error::os(format!("read {}", path.display()), e))?;
     serde_json::from_slice(&data)

@@ -3,20 +3,15 @@
 //! runsc binary, root and flags. gVisor's R22 shim lost this (value receiver
 //! bug) and always cleaned up with defaults.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    bundle::Bundle,
     error::{Error, Result},
     options::Options,
 };
-
-/// File name inside the bundle.
-pub const STATE_FILE: &str = "runsc-shim.json";
 
 /// Persisted per-container state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,16 +28,16 @@ pub struct State {
 
 impl State {
     /// Writes the state into `bundle`.
-    pub fn save(&self, bundle: &Path) -> Result<()> {
-        let path = bundle.join(STATE_FILE);
+    pub fn save(&self, bundle: &Bundle) -> Result<()> {
+        let path = bundle.state_file();
         let data = serde_json::to_vec(self)
             .map_err(|e| Error::Other(format!("encode {}: {e}", path.display())))?;
         std::fs::write(&path, data).map_err(|e| Error::os(format!("write {}", path.display()), e))
     }
 
     /// Reads the state from `bundle`; None if the shim never got that far.
-    pub fn load(bundle: &Path) -> Result<Option<State>> {
-        let path: PathBuf = bundle.join(STATE_FILE);
+    pub fn load(bundle: &Bundle) -> Result<Option<State>> {
+        let path = bundle.state_file();
         match std::fs::read(&path) {
             Ok(data) => serde_json::from_slice(&data)
                 .map(Some)
@@ -59,8 +54,9 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(State::load(dir.path()).unwrap(), None);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Bundle::new(tmp.path());
+        assert_eq!(State::load(&dir).unwrap(), None);
         let mut s = State {
             options: Options::default(),
             runsc_flags: BTreeMap::new(),
@@ -68,7 +64,7 @@ mod tests {
             sandbox_id: "pod".into(),
         };
         s.runsc_flags.insert("network".into(), "none".into());
-        s.save(dir.path()).unwrap();
-        assert_eq!(State::load(dir.path()).unwrap(), Some(s));
+        s.save(&dir).unwrap();
+        assert_eq!(State::load(&dir).unwrap(), Some(s));
     }
 }

@@ -21,13 +21,15 @@ use std::{collections::BTreeSet, path::Path};
 
 use serde_json::Value;
 
+use crate::container::Role;
+
 /// What a rewrite needs to know besides the spec.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
-    /// The spec is a sandbox's own container (not a pod member).
-    pub sandbox: bool,
-    /// For a member: the sandbox process's host pid (0 if unknown).
-    pub sandbox_pid: u32,
+    /// The container's role in its sandbox.
+    pub role: &'a Role,
+    /// For a member: the sandbox process's host pid, if known.
+    pub sandbox_pid: Option<u32>,
     /// The runsc release date (yyyymmdd), if known.
     pub release: Option<u32>,
     /// Where the kubelet keeps pod volumes.
@@ -70,16 +72,21 @@ impl Applied {
 pub fn apply(spec: &mut Value, ctx: &Context) -> Applied {
     let mut a = Applied {
         dropped_capabilities: capabilities::drop_unknown_capabilities(spec, ctx.release),
-        dev_shm: pod::dev_shm_per_pod(spec, ctx.sandbox),
+        dev_shm: pod::dev_shm_per_pod(spec, ctx.role),
         ..Default::default()
     };
-    if ctx.sandbox {
-        a.cgroup_parent = pod::pod_cgroup_parent(spec);
-        a.pod_resources = resources::pod_resources(spec);
-        a.unresolved_volumes = pod::volume_hint_sources(spec, ctx.kubelet_pods);
-    } else {
-        a.shared_pid_namespace = pod::share_sandbox_pid_namespace(spec, ctx.sandbox_pid);
-        a.hinted_mounts = pod::volume_hint_types(spec, ctx.kubelet_pods);
+    match ctx.role {
+        Role::Sandbox => {
+            a.cgroup_parent = pod::pod_cgroup_parent(spec);
+            a.pod_resources = resources::pod_resources(spec);
+            a.unresolved_volumes = pod::volume_hint_sources(spec, ctx.kubelet_pods);
+        }
+        Role::Member { .. } => {
+            if let Some(pid) = ctx.sandbox_pid {
+                a.shared_pid_namespace = pod::share_sandbox_pid_namespace(spec, pid);
+            }
+            a.hinted_mounts = pod::volume_hint_types(spec, ctx.kubelet_pods);
+        }
     }
     a
 }
@@ -99,8 +106,8 @@ mod tests {
         });
         let before = spec.clone();
         let ctx = Context {
-            sandbox: true,
-            sandbox_pid: 0,
+            role: &Role::Sandbox,
+            sandbox_pid: None,
             release: Some(20221219),
             kubelet_pods: Path::new("/nonexistent"),
         };

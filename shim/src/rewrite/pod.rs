@@ -11,6 +11,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use crate::container::Role;
+
 /// The pod's log directory, `.../pods/<namespace>_<name>_<uid>`.
 pub const SANDBOX_LOG_DIR: &str = "io.kubernetes.cri.sandbox-log-directory";
 /// Prefix of runsc's mount hint annotations.
@@ -75,7 +77,7 @@ fn is_pod_slice(slice: &str) -> bool {
 /// `/dev/shm`. Inside gVisor it becomes one tmpfs shared by the pod: the
 /// mount turns into a `tmpfs`, and the sandbox carries the hint that makes
 /// it pod-wide (a second, plain tmpfs `/dev/shm` entry is removed).
-pub fn dev_shm_per_pod(spec: &mut Value, sandbox: bool) -> bool {
+pub fn dev_shm_per_pod(spec: &mut Value, role: &Role) -> bool {
     let Some(list) = mounts(spec) else {
         return false;
     };
@@ -103,7 +105,7 @@ pub fn dev_shm_per_pod(spec: &mut Value, sandbox: bool) -> bool {
         index += 1;
         keep
     });
-    if sandbox {
+    if *role == Role::Sandbox {
         if let Some(a) = annotations(spec) {
             for (k, v) in [
                 ("source", source.as_str()),
@@ -256,6 +258,12 @@ mod tests {
 
     use super::*;
 
+    fn member_role() -> Role {
+        Role::Member {
+            sandbox_id: "pod".into(),
+        }
+    }
+
     #[test]
     fn a_member_in_the_pods_pid_namespace_joins_the_sandboxs_root() {
         let member = |path: &str| {
@@ -339,7 +347,7 @@ mod tests {
             ]})
         };
         let mut sb = spec();
-        assert!(dev_shm_per_pod(&mut sb, true));
+        assert!(dev_shm_per_pod(&mut sb, &Role::Sandbox));
         let mounts = sb["mounts"].as_array().unwrap();
         assert_eq!(mounts.len(), 2);
         assert_eq!(mounts[1]["type"], "tmpfs");
@@ -353,10 +361,10 @@ mod tests {
             "pod"
         );
         let mut member = spec();
-        assert!(dev_shm_per_pod(&mut member, false));
+        assert!(dev_shm_per_pod(&mut member, &member_role()));
         assert!(member.get("annotations").is_none());
         let mut plain = json!({"mounts": [{"destination": "/dev/shm", "type": "tmpfs"}]});
-        assert!(!dev_shm_per_pod(&mut plain, true));
+        assert!(!dev_shm_per_pod(&mut plain, &Role::Sandbox));
     }
 
     #[test]

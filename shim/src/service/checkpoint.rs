@@ -14,11 +14,12 @@ use containerd_shim::{
 };
 use runsc::{CheckpointOpts, DeleteOpts, RestoreOpts};
 
-use super::{lifecycle::read_pid, Service};
+use super::{exit::ExitSource, Service};
 use crate::{
-    container::{Container, Status},
+    container::Container,
     error::{Error, Result},
     events::TaskCheckpointed,
+    process::Status,
 };
 
 impl Service {
@@ -38,7 +39,7 @@ impl Service {
                 )))
             }
         };
-        if c.sub {
+        if c.is_member() {
             return Err(Error::Unimplemented(format!(
                 "checkpoint of pod member {}: runsc checkpoints whole sandboxes",
                 c.id
@@ -59,13 +60,15 @@ impl Service {
                 "checkpoint needs an image path".into(),
             ));
         }
-        std::fs::create_dir_all(&image).map_err(|e| Error::os(format!("create {image}"), e))?;
+        tokio::fs::create_dir_all(&image)
+            .await
+            .map_err(|e| Error::os(format!("create {image}"), e))?;
         // runsc cannot checkpoint a paused sandbox.
         if was_paused {
             c.runsc.resume(&c.id).await.map_err(|e| {
                 Error::runsc(format!("resume container {} to checkpoint it", c.id), e)
             })?;
-            let _ = c.init.transition(&[Status::Paused], Status::Running);
+            let _ = c.init.resume();
         }
         if !opts.exit {
             c.park_exit();
@@ -101,10 +104,12 @@ impl Service {
     }
 
     /// Reports an exit that was parked while a restore was attempted.
-    async fn release_parked(&self, c: &Arc<Container>) {
+    async fn release_parked(self: &Arc<Self>, c: &Arc<Container>) {
         if let Some(status) = c.unpark_exit() {
             let init = c.init.clone();
-            self.process_exited(c, &init, status).await;
+            let _ = self
+                .supervise(c.clone(), init, ExitSource::Known(status))
+                .await;
         }
     }
 
@@ -132,7 +137,7 @@ impl Service {
             Some(fd) => runsc::StdioSource::Fd(fd),
             None => runsc::StdioSource::Null,
         };
-        let pid_file = c.bundle.join("init.pid");
+        let pid_file = c.bundle.init_pid_file();
         let since = std::time::Instant::now();
         let opts = RestoreOpts {
             stdio: runsc::Stdio {
@@ -141,7 +146,7 @@ impl Service {
                 stderr: fd(rt.stderr),
             },
             image_path: image.into(),
-            bundle: Some(c.bundle.clone()),
+            bundle: Some(c.bundle.path().to_path_buf()),
             detach: true,
             pid_file: Some(pid_file.clone()),
             console_socket: None,
@@ -152,19 +157,21 @@ impl Service {
             .restore(&c.id, opts)
             .await
             .map_err(|e| Error::runsc(format!("restore container {} after checkpoint", c.id), e))?;
-        let pid = read_pid(&pid_file)? as u32;
+        let pid = runsc::pid_file::read(&pid_file)
+            .await
+            .map_err(|e| Error::runsc(format!("restore container {} after checkpoint", c.id), e))?;
         c.init.set_pid(pid);
-        let rx = self.reaper.claim(pid, since);
+        let exit = ExitSource::Reaped(self.reaper.claim(pid, since));
         // The old sandbox's exit is dropped: the task goes on.
         let _ = c.unpark_exit();
-        self.clone().watch_exit(c.clone(), c.init.clone(), rx);
+        self.supervise(c.clone(), c.init.clone(), exit);
         if pause {
             // containerd resumes the task after its checkpoint.
             c.runsc
                 .pause(&c.id)
                 .await
                 .map_err(|e| Error::runsc(format!("pause restored container {}", c.id), e))?;
-            let _ = c.init.transition(&[Status::Running], Status::Paused);
+            let _ = c.init.pause();
         }
         Ok(())
     }

@@ -8,11 +8,12 @@ use runsc::{DeleteOpts, KillOpts};
 use super::Service;
 use runsc::control::SignalTarget;
 
+use super::exit::ExitSource;
 use crate::{
-    container::{Status, WindowChanges},
     convert,
     error::{Error, Result},
     events::{TaskPaused, TaskResumed},
+    process::{exit_status, Status, WindowChanges},
 };
 
 impl Service {
@@ -27,12 +28,11 @@ impl Service {
             // containerd's CRI plugin takes as done.
             Status::Stopped | Status::Deleted => {
                 return Err(Error::NotFound(format!(
-                    "{} {}: process already finished",
-                    p.kind(),
+                    "{}: process already finished",
                     p.name()
                 )));
             }
-            Status::Created if req.exec_id.is_empty() => {
+            Status::Created if p.is_init() => {
                 // runsc refuses to signal a container that never started;
                 // tear it down instead. A root container's sandbox exit is
                 // then reported by the reaper.
@@ -40,9 +40,9 @@ impl Service {
                     .delete(&c.id, DeleteOpts { force: true })
                     .await
                     .map_err(|e| Error::runsc(format!("kill created container {}", c.id), e))?;
-                if c.sub || c.init.pid() == 0 {
-                    let init = c.init.clone();
-                    self.process_exited(&c, &init, 128 + signo).await;
+                if c.is_member() || c.init.pid() == 0 {
+                    let (init, status) = (c.init.clone(), exit_status::signalled(signo));
+                    let _ = self.supervise(c, init, ExitSource::Known(status)).await;
                 }
                 return Ok(api::Empty::new());
             }
@@ -52,36 +52,28 @@ impl Service {
                     p.name()
                 )));
             }
-            Status::Running | Status::Paused => {}
+            Status::Starting | Status::Running | Status::Paused => {}
         }
-        let pid = if req.exec_id.is_empty() {
+        let pid = if p.is_init() {
             None
         } else {
             // Without its pid, runsc would signal the container's init.
             Some(p.internal_pid().ok_or_else(|| {
                 Error::FailedPrecondition(format!(
-                    "exec {}: its pid inside the sandbox is unknown, so it cannot be signalled",
+                    "{}: its pid inside the sandbox is unknown, so it cannot be signalled",
                     p.name()
                 ))
             })?)
         };
         let opts = KillOpts {
-            all: req.all && req.exec_id.is_empty(),
+            all: req.all && p.is_init(),
             pid,
         };
         c.runsc.kill(&c.id, signo, opts).await.map_err(|e| {
             if p.exit().is_some() || e.is_not_found() || e.is_not_running() {
-                Error::NotFound(format!(
-                    "{} {} already finished: {}",
-                    p.kind(),
-                    p.name(),
-                    e.message()
-                ))
+                Error::NotFound(format!("{} already finished: {}", p.name(), e.message()))
             } else {
-                Error::runsc(
-                    format!("kill {} {} with signal {sig}", p.kind(), p.name()),
-                    e,
-                )
+                Error::runsc(format!("kill {} with signal {sig}", p.name()), e)
             }
         })?;
         Ok(api::Empty::new())
@@ -89,9 +81,9 @@ impl Service {
 
     pub(super) async fn pause(&self, req: api::PauseRequest) -> Result<api::Empty> {
         let c = self.container(&req.id)?;
-        c.init.transition(&[Status::Running], Status::Paused)?;
+        c.init.pause()?;
         if let Err(e) = c.runsc.pause(&c.id).await {
-            let _ = c.init.transition(&[Status::Paused], Status::Running);
+            let _ = c.init.resume();
             return Err(Error::runsc(format!("pause container {}", c.id), e));
         }
         self.events
@@ -105,9 +97,9 @@ impl Service {
 
     pub(super) async fn resume(&self, req: api::ResumeRequest) -> Result<api::Empty> {
         let c = self.container(&req.id)?;
-        c.init.transition(&[Status::Paused], Status::Running)?;
+        c.init.resume()?;
         if let Err(e) = c.runsc.resume(&c.id).await {
-            let _ = c.init.transition(&[Status::Running], Status::Paused);
+            let _ = c.init.pause();
             return Err(Error::runsc(format!("resume container {}", c.id), e));
         }
         self.events
@@ -130,7 +122,7 @@ impl Service {
         let execs: Vec<(Option<i32>, String, u32)> = c
             .execs()
             .values()
-            .map(|p| (p.internal_pid(), p.exec_id.clone(), p.pid()))
+            .map(|p| (p.internal_pid(), p.exec_id().to_string(), p.pid()))
             .collect();
         // The init is the container's first process: the lowest pid that
         // is not an exec's (runsc shows no parent for either). It and each
@@ -140,6 +132,14 @@ impl Service {
         // the sandbox, unless a host process has that number, which a
         // client filtering the host's `ps` by these pids (`docker top`)
         // would show as the container's.
+        let candidates = pids.clone();
+        let on_host: std::collections::HashSet<i32> = crate::blocking::blocking(move || {
+            Ok(candidates
+                .into_iter()
+                .filter(|p| crate::host::has_pid(*p))
+                .collect())
+        })
+        .await?;
         let init_internal = pids
             .iter()
             .copied()
@@ -152,7 +152,7 @@ impl Service {
                 let host_pid = match exec {
                     Some((_, _, host)) if *host != 0 => *host,
                     _ if Some(pid) == init_internal && c.init.pid() != 0 => c.init.pid(),
-                    _ if host_has_pid(pid) => return None,
+                    _ if on_host.contains(&pid) => return None,
                     _ => pid as u32,
                 };
                 let mut info = containerd_shim::protos::types::task::ProcessInfo {
@@ -217,18 +217,18 @@ impl Service {
             .map_err(|e| Error::InvalidArgument(format!("invalid resources: {e}")))?;
         // systemd owns a unit's cgroup files: what runsc would write there
         // is gone at the next `daemon-reload`. systemd itself takes them.
-        if !c.sub && c.cgroup.get().is_some_and(|cg| cg.systemd_unit().is_some()) {
+        if !c.is_member() && c.cgroup().is_some_and(|cg| cg.systemd_unit().is_some()) {
             return update_host_cgroup(c, res).await;
         }
         match c.runsc.update(&c.id, &res).await {
             Ok(()) => Ok(api::Empty::new()),
             // A member shares the sandbox's host cgroup with the whole pod:
             // its limits there would starve or OOM-kill the others.
-            Err(runsc::Error::Unsupported { .. }) if c.sub => Err(Error::FailedPrecondition(format!(
+            Err(runsc::Error::Unsupported { .. }) if c.is_member() => Err(Error::FailedPrecondition(format!(
                 "cannot update container {}: {} has no `update`, and the host cgroup is the whole pod's (sandbox {}); the pod's limits are the kubelet's",
                 c.id,
                 c.runsc.command().display(),
-                c.sandbox_id
+                c.sandbox_id()
             ))),
             // This runsc cannot; the sandbox's host cgroup can.
             Err(runsc::Error::Unsupported { .. }) => update_host_cgroup(c, res).await,
@@ -239,7 +239,8 @@ impl Service {
     pub(super) async fn stats(&self, req: api::StatsRequest) -> Result<api::StatsResponse> {
         let c = self.container(&req.id)?;
         let stats = match c.init.status() {
-            Status::Running | Status::Paused => match c.runsc.stats(&c.id).await {
+            Status::Starting | Status::Running | Status::Paused => match c.runsc.stats(&c.id).await
+            {
                 Ok(s) => Some(s),
                 Err(e) => {
                     log::warn!("runsc stats id={}: {e}", c.id);
@@ -248,7 +249,7 @@ impl Service {
             },
             // The sandbox exists after create, but runsc 0.0~20221219's
             // `events --stats` panics before start: the host cgroup answers.
-            Status::Created if c.cgroup.get().is_some() => None,
+            Status::Created if c.cgroup().is_some() => None,
             s => {
                 return Err(Error::FailedPrecondition(format!(
                     "cannot stat container {} in state {s:?}",
@@ -261,19 +262,24 @@ impl Service {
             let all = self.containers();
             let members = all
                 .values()
-                .filter(|m| m.sub && m.sandbox_id == c.sandbox_id)
+                .filter(|m| m.is_member() && m.sandbox_id() == c.sandbox_id())
                 .filter(|m| matches!(m.init.status(), Status::Running | Status::Paused))
                 .count();
-            (members as u64, all.get(&c.sandbox_id).cloned())
+            (members as u64, all.get(c.sandbox_id()).cloned())
         };
-        let scope = match (c.sub, members) {
+        let scope = match (c.is_member(), members) {
             (true, members) => convert::Scope::Member { members },
             (false, 0) => convert::Scope::Sandbox,
             (false, _) => convert::Scope::PodSandbox,
         };
-        let cg = sandbox.as_ref().and_then(|s| s.cgroup.get());
+        // The sandbox's cgroup files are read off the runtime thread.
+        let metrics = crate::blocking::blocking(move || {
+            let cg = sandbox.as_ref().and_then(|s| s.cgroup());
+            Ok(convert::metrics(stats.as_ref(), cg, scope))
+        })
+        .await?;
         Ok(api::StatsResponse {
-            stats: Some(convert::metrics(stats.as_ref(), cg, scope)).into(),
+            stats: Some(metrics).into(),
             ..Default::default()
         })
     }
@@ -283,18 +289,19 @@ impl Service {
         let p = c.process(&req.exec_id)?;
         let status = match p.status() {
             Status::Created => api::Status::CREATED,
-            Status::Running => api::Status::RUNNING,
+            // For containerd a start under way has not failed yet.
+            Status::Starting | Status::Running => api::Status::RUNNING,
             Status::Paused => api::Status::PAUSED,
             Status::Stopped | Status::Deleted => api::Status::STOPPED,
         };
         let exit = p.exit();
         Ok(api::StateResponse {
-            id: if req.exec_id.is_empty() {
+            id: if p.is_init() {
                 c.id.clone()
             } else {
-                req.exec_id.clone()
+                p.exec_id().to_string()
             },
-            bundle: c.bundle.to_string_lossy().into_owned(),
+            bundle: c.bundle.path().to_string_lossy().into_owned(),
             pid: p.pid(),
             status: status.into(),
             stdin: p.stdio.stdin.clone(),
@@ -361,18 +368,12 @@ async fn update_host_cgroup(
     c: Arc<crate::container::Container>,
     res: oci_spec::runtime::LinuxResources,
 ) -> Result<api::Empty> {
-    super::lifecycle::blocking(move || {
-        let cg = c.cgroup.get().ok_or_else(|| {
+    crate::blocking::blocking(move || {
+        let cg = c.cgroup().ok_or_else(|| {
             Error::FailedPrecondition(format!("container {} has no host cgroup", c.id))
         })?;
         cg.update(&res)
     })
     .await?;
     Ok(api::Empty::new())
-}
-
-/// Whether a process with this pid runs on the host (the shim's PID
-/// namespace is the host's).
-fn host_has_pid(pid: i32) -> bool {
-    std::path::Path::new("/proc").join(pid.to_string()).exists()
 }

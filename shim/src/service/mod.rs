@@ -4,22 +4,29 @@
 //!
 //! ttrpc drops a request's future when the client's deadline passes. Every
 //! method that changes state therefore runs as a task of its own
-//! ([`detached`]): it runs to completion whatever happens to the request,
+//! (`detached`): it runs to completion whatever happens to the request,
 //! and a Create whose client is gone is undone (containerd treats that
 //! create as failed and never deletes what it made).
 //!
-//! - `create.rs`: Create (undone when its client gave up).
-//! - `lifecycle.rs`: Start, Delete and exit handling.
-//! - `exec.rs`: Exec and starting exec processes.
+//! - `create/`: Create as a staged transaction (plan, prepare, launch,
+//!   register) with one rollback; undone when its client gave up.
+//! - `lifecycle.rs`: Start and Delete of a container.
+//! - `exec.rs`: Exec, and starting exec processes.
+//! - `exit.rs`: what happens when a process exits: where its exit comes
+//!   from, the one task that waits for it, the events that follow.
 //! - `checkpoint.rs`: Checkpoint, leaving the task running or not.
 //! - `control.rs`: Kill, Pause, Resume, Pids, CloseIO, ResizePty, Update,
 //!   Stats, State, Wait, Connect, Shutdown.
+//! - `io.rs`: a process's stdio, opened and handed to runsc.
+//!
+//! A process's states and transitions are [`crate::process`]'s.
 
 mod checkpoint;
 mod control;
 mod create;
 mod exec;
-mod exec_direct;
+mod exit;
+mod io;
 mod lifecycle;
 
 use std::{

@@ -59,7 +59,11 @@ case "$verb" in
   exec)
     [ -f "$dir/no-internal-pid" ] || echo 9 > "$ipidfile"
     touch "$dir/exec-ran"
-    echo $$ > "$pidfile"; exec sleep 1000;;
+    # A pid file that is a FIFO, written 2 s late: reading it blocks.
+    if [ -f "$dir/slow-pid-file" ]; then
+      rm -f "$pidfile"; mkfifo "$pidfile"; (sleep 2; echo $$ > "$pidfile") &
+    else echo $$ > "$pidfile"; fi
+    exec sleep 1000;;
 esac
 exit 0
 "#;

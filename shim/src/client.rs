@@ -1,4 +1,6 @@
-//! Building the runsc client a container uses, and small host adjustments.
+//! The runsc client a container uses: which binary, root and deadlines,
+//! and the flags every runsc call of it gets (`[runsc_config]` with `%ID%`
+//! substituted, and what the spec implies).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -115,23 +117,6 @@ pub fn check_runsc_config(options: &Options, known: &BTreeSet<String>) -> Result
     )))
 }
 
-/// The same client without `--log`: for a cleanup that may outlive the
-/// bundle (containerd removes it right after Delete and Shutdown).
-pub fn without_log(r: &Runsc) -> Runsc {
-    let mut g = GlobalOpts::default()
-        .command(r.command())
-        .log_format(LogFormat::Json)
-        .pdeath_signal(nix::sys::signal::Signal::SIGKILL)
-        .setpgid(true)
-        .config_map(r.config().clone())
-        .timeouts(r.timeouts().clone())
-        .monitor(r.monitor().clone());
-    if let Some(root) = r.root() {
-        g = g.root(root);
-    }
-    g.build()
-}
-
 /// The flags every runsc call of a container gets: `[runsc_config]` with
 /// `%ID%` (sandbox) and `%CID%` (container) substituted, plus the network
 /// mode a sandbox's spec implies when the user chose none: a new namespace
@@ -204,100 +189,6 @@ pub fn create_emitted_dirs(flags: &BTreeMap<String, String>) {
         if let Err(e) = std::fs::create_dir_all(&dir) {
             log::warn!("cannot create {}: {e}", dir.display());
         }
-    }
-}
-
-/// runsc's `--root` for a sandbox: `<root>/<namespace>/<sandbox id>`.
-///
-/// runsc (0.0~20221219 and 0.0~20240729) resolves a container id by prefix
-/// within its root: with `web10` present `runsc start web1` is "ambiguous",
-/// and with only `web10` present `runsc delete web1` deletes `web10`. A
-/// sandbox's containers must share a root (a member finds its sandbox
-/// there), so each sandbox gets one of its own: ids of different sandboxes
-/// can never be mistaken for each other.
-pub fn sandbox_root(options: &Options, namespace: &str, sandbox_id: &str) -> String {
-    Path::new(&options.runsc_root(namespace))
-        .join(sandbox_id)
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// Left in a sandbox's runsc root by the shim that removes it after the
-/// container's Delete was answered; holds that shim's pid and goes with
-/// the root, last. A new container of the same id waits for it.
-pub const CLEANUP_MARK: &str = ".shim-cleanup";
-
-/// Marks `root` as being removed by this shim ([`CLEANUP_MARK`]).
-pub fn mark_cleanup(root: &str) {
-    let mark = Path::new(root).join(CLEANUP_MARK);
-    if let Err(e) = std::fs::write(&mark, std::process::id().to_string()) {
-        log::warn!("write {}: {e}", mark.display());
-    }
-}
-
-/// Whether a live shim (this one included) is still removing `root`.
-pub fn cleanup_pending(root: &str) -> bool {
-    std::fs::read_to_string(Path::new(root).join(CLEANUP_MARK))
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .is_some_and(|pid| pid == std::process::id() || process_alive(pid))
-}
-
-/// Whether `pid` names a live (not zombie) process.
-pub fn process_alive(pid: u32) -> bool {
-    pid != 0
-        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| !s.contains(") Z "))
-            .unwrap_or(false)
-}
-
-/// Removes a sandbox's runsc root with whatever runsc left in it (a
-/// killed `runsc create` leaves its lock file). Only for a sandbox that is
-/// gone: every container in that root belonged to it.
-pub fn remove_sandbox_root(root: &str) {
-    match std::fs::remove_dir_all(root) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => log::warn!("remove runsc root {root}: {e}"),
-    }
-}
-
-/// Removes the root of a sandbox whose creation failed when dropped,
-/// unless disarmed. A pod member's failure leaves its pod's root alone.
-pub struct RemoveRootOnFailure(Option<String>);
-
-impl RemoveRootOnFailure {
-    /// Guards `root` if the container being created is the sandbox's own.
-    pub fn new(root: &str, sandbox: bool) -> Self {
-        RemoveRootOnFailure(sandbox.then(|| root.to_string()))
-    }
-
-    /// Keeps the root.
-    pub fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for RemoveRootOnFailure {
-    fn drop(&mut self) {
-        if let Some(root) = self.0.take() {
-            remove_sandbox_root(&root);
-        }
-    }
-}
-
-/// Gives the shim server an OOM score one above its parent's, so the kernel
-/// picks the shim before containerd. Lowering a score needs CAP_SYS_RESOURCE,
-/// which hosts often lack: failures are warnings.
-pub fn adjust_oom_score(pid: u32) {
-    let parent = std::os::unix::process::parent_id();
-    let score = std::fs::read_to_string(format!("/proc/{parent}/oom_score_adj"))
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-        .unwrap_or(0);
-    let target = (score + 1).min(1000);
-    if let Err(e) = std::fs::write(format!("/proc/{pid}/oom_score_adj"), target.to_string()) {
-        log::warn!("cannot set oom_score_adj of {pid} to {target}: {e}");
     }
 }
 
