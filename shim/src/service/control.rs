@@ -263,7 +263,7 @@ impl Service {
             let members = all
                 .values()
                 .filter(|m| m.is_member() && m.sandbox_id() == c.sandbox_id())
-                .filter(|m| matches!(m.init.status(), Status::Running | Status::Paused))
+                .filter(|m| m.init.status().is_live())
                 .count();
             (members as u64, all.get(c.sandbox_id()).cloned())
         };

@@ -29,7 +29,8 @@ impl Service {
         let init = c.init.clone();
         // Held until TaskStart is out: an exit seen meanwhile waits for it.
         let turn = init.event_turn().await;
-        init.begin_start(c.oom_kills().await)?;
+        // Without a cgroup yet (a restore finds its own) the count is 0.
+        init.begin_start(Some(c.oom_kills().await.unwrap_or(0)))?;
         let (pid, exit) = match self.start_init(&c).await {
             Ok(started) => started,
             Err(e) => {
@@ -89,6 +90,8 @@ impl Service {
             let pid = runsc::pid_file::read(&pid_file)
                 .await
                 .map_err(|e| Error::runsc(format!("restore container {}", c.id), e))?;
+            // Known even if attaching stdio fails: the sandbox runs.
+            init.set_pid(pid);
             c.find_cgroup(pid).await;
             let exit = ExitSource::Reaped(self.reaper.claim(pid, since));
             init.io

@@ -32,7 +32,7 @@ use crate::{
     bundle::Bundle,
     client,
     container::{Container, ContainerParts, Role},
-    error::{Error, Result},
+    error::{validate_id, Error, Result},
     events::{TaskCreate, TaskIO},
     executable, mount,
     options::Options,
@@ -89,6 +89,8 @@ impl Service {
         self: Arc<Self>,
         req: api::CreateTaskRequest,
     ) -> Result<api::CreateTaskResponse> {
+        // Before the id names a log file or reaches runsc.
+        validate_id("container", &req.id)?;
         if self.containers().contains_key(&req.id) {
             return Err(Error::AlreadyExists(format!(
                 "container {} already exists",
