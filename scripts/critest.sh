@@ -18,7 +18,7 @@ shift
 
 declare -A dir
 while read -r name d; do dir[$name]=$d; done < <(./scripts/versions.sh)
-for n in containerd-2.3 runsc-2024 cri-tools; do
+for n in containerd-2.3 runsc-2024 cri-tools busybox-dynamic; do
   [ -n "${dir[$n]:-}" ] || { echo "critest: scripts/versions.sh gave no $n" >&2; exit 1; }
 done
 
@@ -29,5 +29,6 @@ bin=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_director
 # critest and tears down what it started (containerd, pods, network).
 PATH="${dir[containerd-2.3]}:${dir[runsc-2024]}:$PATH" RUNSC_SHIM_DIR="$shim_dir" \
   CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1 \
+  CRITEST_DYNAMIC_BUSYBOX="${dir[busybox-dynamic]}/busybox" \
   timeout --foreground -k 60 "${CRITEST_TIER_LIMIT:-720}" \
   "$bin" --critest "${dir[cri-tools]}/critest" --out target/critest "$@"

@@ -4,7 +4,9 @@
 #   from Debian's mirror (the one this machine's apt configuration names),
 #   into CACHE_DIR: runsc 0.0~20240729 (bookworm-backports), containerd
 #   1.7 (trixie), containerd 2.1 (sid), Docker Engine 26.1.5 (trixie's
-#   docker.io and docker-cli, with tini's static docker-init);
+#   docker.io and docker-cli, with tini's static docker-init), and
+#   bookworm's dynamic busybox (the critest image's: unlike busybox-static
+#   its shell runs applets as programs, so a masked /bin/ls stays masked);
 #   built from the Go module proxy by scripts/go-build.sh (its own cache,
 #   kept across clones): containerd 2.0 and 2.3 (the LTS releases), 2.4
 #   (current), and cri-tools' critest and crictl.
@@ -29,6 +31,8 @@ wanted=(
   # (static, so trixie's libc is not needed): one directory on PATH holds
   # all four once usr/sbin's are linked into usr/bin.
   "docker-26 docker.io,docker-cli,tini trixie dockerd"
+  # Its /bin is linked into usr/bin like usr/sbin below.
+  "busybox-dynamic busybox bookworm busybox"
 )
 
 mirror() {
@@ -55,7 +59,7 @@ if [ "$need_update" = 1 ]; then
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
   list="$apt_dir/sources.list"
   : >"$list"
-  for suite in bookworm-backports trixie sid; do
+  for suite in bookworm bookworm-backports trixie sid; do
     echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $suite main" >>"$list"
   done
   opts=(-o "Dir::Etc::sourcelist=$list" -o "Dir::Etc::sourceparts=-" -o "Dir::State::Lists=$apt_dir/lists"
@@ -75,9 +79,15 @@ if [ "$need_update" = 1 ]; then
       dpkg -x "$deb" "$tmp"
       rm -f "$deb"
     done
+    mkdir -p "$tmp/usr/bin"
     if [ -d "$tmp/usr/sbin" ]; then
       for sbin in "$tmp"/usr/sbin/*; do
         ln -sfn "../sbin/$(basename "$sbin")" "$tmp/usr/bin/$(basename "$sbin")"
+      done
+    fi
+    if [ -d "$tmp/bin" ]; then
+      for b in "$tmp"/bin/*; do
+        ln -sfn "../../bin/$(basename "$b")" "$tmp/usr/bin/$(basename "$b")"
       done
     fi
     rm -rf "$cache/$name" && mv "$tmp" "$cache/$name"

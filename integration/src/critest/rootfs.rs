@@ -100,11 +100,44 @@ pub(super) fn script(path: &Path, text: &str) -> Result<(), String> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(err("chmod"))
 }
 
-/// The busybox image's root: every applet of the host's static busybox,
-/// `pgrep`, `ipcs`, the users and groups of busybox's official image.
+/// Where scripts/critest.sh says Debian's dynamic busybox is.
+pub const DYNAMIC_BUSYBOX_ENV: &str = "CRITEST_DYNAMIC_BUSYBOX";
+
+/// Copies the shared libraries `binary` loads (as `ldd` lists them) to
+/// the same paths under `root`.
+fn copy_libraries(binary: &Path, root: &Path) -> Result<(), String> {
+    let out = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .map_err(|e| format!("ldd {}: {e}", binary.display()))?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+        // "/lib64/ld-linux-x86-64.so.2 (0x...)"; the vdso has no path.
+        let path = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(Path::new);
+        if let Some(lib) = path {
+            let to = root.join(lib.strip_prefix("/").map_err(err("library path"))?);
+            install(lib, &to, 0o755)?;
+        }
+    }
+    Ok(())
+}
+
+/// The busybox image's root: every applet of a busybox (hard links),
+/// `pgrep`, `ipcs`, the users and groups of busybox's official image. The
+/// busybox is Debian's dynamic one with its libraries, when
+/// [`DYNAMIC_BUSYBOX_ENV`] names it: its shell runs an applet as the
+/// program at its path, as the official image's does (busybox-static's
+/// runs them in-process, so a masked `/bin/ls` would still run).
 pub(super) fn busybox_rootfs(root: &Path, helpers: &Path) -> Result<(), String> {
-    let busybox = test_support::image::busybox();
+    let dynamic = std::env::var_os(DYNAMIC_BUSYBOX_ENV).map(std::path::PathBuf::from);
+    let busybox = dynamic.clone().unwrap_or_else(test_support::image::busybox);
     install(&busybox, &root.join("bin/busybox"), 0o755)?;
+    if dynamic.is_some() {
+        copy_libraries(&busybox, root)?;
+    }
     let list = Command::new(&busybox)
         .arg("--list")
         .output()
@@ -113,7 +146,9 @@ pub(super) fn busybox_rootfs(root: &Path, helpers: &Path) -> Result<(), String> 
         if applet == "busybox" || applet.contains('/') {
             continue;
         }
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))
+        // Hard links, as in busybox's official image: masking one applet
+        // (critest masks /bin/ls) must not mask the shell with it.
+        fs::hard_link(root.join("bin/busybox"), root.join("bin").join(applet))
             .map_err(|e| format!("link {applet}: {e}"))?;
     }
     script(&root.join("bin/pgrep"), PGREP)?;
