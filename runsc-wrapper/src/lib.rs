@@ -24,6 +24,7 @@
 //! - `exec_start`: [`Runsc::start_exec`], an exec over the control socket
 //!   (its pty made and handed over here) with `runsc exec` as the fallback.
 //! - [`pid_file`]: the pid files runsc writes.
+//! - `port`: [`Runsc::connect_port`], a stream to a port in the sandbox.
 //! - `direct`: when [`Runsc`] calls the sandbox directly ([`SandboxControl`])
 //!   and when it falls back to the CLI.
 //! - [`ProcessMonitor`], [`LogMonitor`], [`DefaultMonitor`], [`Exit`],
@@ -56,6 +57,7 @@ pub mod netns;
 pub mod opts;
 pub mod paths;
 pub mod pid_file;
+mod port;
 pub mod types;
 
 pub use deadline::Timeouts;

@@ -51,6 +51,11 @@ impl Bundle {
         self.0.join("shim-server.err")
     }
 
+    /// The empty read-only file bound over masked files.
+    pub fn masked_file(&self) -> PathBuf {
+        self.0.join("masked-file")
+    }
+
     /// Where runsc writes the sandbox's pid at create and restore.
     pub fn init_pid_file(&self) -> PathBuf {
         self.0.join("init.pid")

@@ -60,6 +60,8 @@ pub fn sandbox_control(options: &Options) -> runsc::SandboxControl {
 
 /// runsc's flag for its in-sandbox rootfs overlay (0.0~20230000 on).
 pub const OVERLAY2: &str = "overlay2";
+/// runsc's flag applying a spec's seccomp profile inside the sandbox.
+pub const OCI_SECCOMP: &str = "oci-seccomp";
 /// runsc's flag sizing a sandbox's CPUs from its cgroup's quota.
 pub const CPU_NUM_FROM_QUOTA: &str = "cpu-num-from-quota";
 
@@ -151,6 +153,14 @@ pub fn runsc_flags(
     if let Some(mode) = implied {
         flags.entry("network".into()).or_insert_with(|| mode.into());
     }
+    // A container's seccomp profile holds inside the sandbox, as with runc
+    // (gVisor's own filters guard the host either way), unless the user
+    // turns it off.
+    if known.contains(OCI_SECCOMP) {
+        flags
+            .entry(OCI_SECCOMP.into())
+            .or_insert_with(|| "true".into());
+    }
     // A pod with a CPU limit gets as many CPUs as its quota covers.
     if pod_cpu_quota && known.contains(CPU_NUM_FROM_QUOTA) {
         flags
@@ -232,6 +242,22 @@ mod tests {
         o.runsc_config
             .insert(CPU_NUM_FROM_QUOTA.into(), "false".into());
         assert_eq!(f(&o, true, &knows)[CPU_NUM_FROM_QUOTA], "false");
+    }
+
+    #[test]
+    fn seccomp_profiles_apply_unless_the_user_turns_them_off() {
+        let mut o = Options::default();
+        let knows = BTreeSet::from([OCI_SECCOMP.to_string()]);
+        assert_eq!(
+            runsc_flags(&o, "p", "c", None, false, &knows)[OCI_SECCOMP],
+            "true"
+        );
+        assert!(!runsc_flags(&o, "p", "c", None, false, &BTreeSet::new()).contains_key(OCI_SECCOMP));
+        o.runsc_config.insert(OCI_SECCOMP.into(), "false".into());
+        assert_eq!(
+            runsc_flags(&o, "p", "c", None, false, &knows)[OCI_SECCOMP],
+            "false"
+        );
     }
 
     #[test]

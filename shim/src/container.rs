@@ -15,6 +15,7 @@ use crate::{
     bundle::Bundle,
     cgroup::HostCgroup,
     error::{Error, Result},
+    portforward::Forwarder,
     process::Process,
 };
 
@@ -81,6 +82,9 @@ pub struct Container {
     /// The options it was created with.
     pub options: crate::options::Options,
     parking: Mutex<Parking>,
+    /// A pod sandbox's network namespace, where ports are forwarded.
+    pub pod_netns: Option<std::path::PathBuf>,
+    forwarder: Mutex<Option<Forwarder>>,
 }
 
 /// What [`Container::new`] takes: everything fixed at Create.
@@ -107,6 +111,8 @@ pub struct ContainerParts {
     pub cgroups_path: Option<std::path::PathBuf>,
     /// The options it was created with.
     pub options: crate::options::Options,
+    /// See [`Container::pod_netns`].
+    pub pod_netns: Option<std::path::PathBuf>,
 }
 
 impl Container {
@@ -127,6 +133,8 @@ impl Container {
             cgroups_path: p.cgroups_path,
             options: p.options,
             parking: Mutex::default(),
+            pod_netns: p.pod_netns,
+            forwarder: Mutex::default(),
         }
     }
 
@@ -190,6 +198,19 @@ impl Container {
             Parking::Parked(status) => Some(status),
             Parking::Off | Parking::Waiting => None,
         }
+    }
+
+    /// Keeps the sandbox's port forwarding.
+    pub fn set_forwarder(&self, f: Forwarder) {
+        *self.forwarder.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+
+    /// Takes the sandbox's port forwarding, to stop it.
+    pub fn take_forwarder(&self) -> Option<Forwarder> {
+        self.forwarder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The sandbox's host cgroup, once found.

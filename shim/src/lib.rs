@@ -33,6 +33,7 @@
 //! - [`client`]: the runsc client a container uses and its flags.
 //! - [`sandbox_root`]: a sandbox's runsc root, its removal and its mark.
 //! - [`reaper`]: the subreaper's monitor every child is spawned through.
+//! - [`portforward`]: `kubectl port-forward` into a gVisor pod.
 //! - [`host`]: host processes seen through `/proc`; the shim's OOM score.
 //! - [`blocking`]: the one way blocking work leaves the runtime thread.
 //! - [`events`], [`convert`], [`cgroup`], [`mount`], [`state`]: events, protobuf
@@ -61,6 +62,7 @@ pub mod host;
 pub mod logging;
 pub mod mount;
 pub mod options;
+pub mod portforward;
 pub mod process;
 pub mod reaper;
 pub mod rewrite;

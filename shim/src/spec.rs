@@ -55,6 +55,13 @@ pub fn is_sub_container(annotations: Option<&HashMap<String, String>>) -> bool {
         .is_some_and(|t| t == "container")
 }
 
+/// True for a Kubernetes pod's sandbox (pause) container.
+pub fn is_pod_sandbox(annotations: Option<&HashMap<String, String>>) -> bool {
+    annotations
+        .and_then(|a| a.get(CONTAINER_TYPE).or_else(|| a.get(CRIO_CONTAINER_TYPE)))
+        .is_some_and(|t| t == "sandbox")
+}
+
 /// The network the spec asks for, from its network namespace entry.
 pub fn network(spec: &Spec) -> Network {
     let ns = spec

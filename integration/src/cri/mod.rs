@@ -279,6 +279,21 @@ impl Cri {
     /// The host pid of a pod's sandbox (runsc's sandbox process), from
     /// the CRI plugin's verbose status.
     pub fn sandbox_pid(&mut self, pod: &str) -> u32 {
+        self.sandbox_info(pod)["pid"].as_u64().unwrap() as u32
+    }
+
+    /// The pod's network namespace (its path in the sandbox's spec).
+    pub fn pod_netns(&mut self, pod: &str) -> PathBuf {
+        let info = self.sandbox_info(pod);
+        let namespaces = info["runtimeSpec"]["linux"]["namespaces"]
+            .as_array()
+            .unwrap();
+        let net = namespaces.iter().find(|n| n["type"] == "network").unwrap();
+        PathBuf::from(net["path"].as_str().unwrap())
+    }
+
+    /// containerd's verbose PodSandboxStatus info.
+    fn sandbox_info(&mut self, pod: &str) -> serde_json::Value {
         let req = PodSandboxStatusRequest {
             pod_sandbox_id: pod.into(),
             verbose: true,
@@ -289,8 +304,16 @@ impl Cri {
             .unwrap()
             .into_inner()
             .info;
-        let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
-        v["pid"].as_u64().unwrap() as u32
+        serde_json::from_str(&info["info"]).unwrap()
+    }
+
+    /// StopPodSandbox of `pod` alone (RemovePodSandbox follows later).
+    pub fn stop_pod(&mut self, pod: &str) {
+        self.rt
+            .block_on(self.client.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.into(),
+            }))
+            .unwrap();
     }
 
     /// A container's CRI log file.

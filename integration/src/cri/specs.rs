@@ -37,6 +37,12 @@ pub struct CtrSpec {
     pub tty: bool,
     pub mounts: Vec<(String, String)>,
     pub memory_limit: i64,
+    /// `linux.security_context.masked_paths` (empty: containerd's defaults).
+    pub masked_paths: Vec<String>,
+    /// `linux.security_context.readonly_paths` (empty: containerd's defaults).
+    pub readonly_paths: Vec<String>,
+    /// A `Localhost` seccomp profile (None: unconfined).
+    pub seccomp_profile: Option<std::path::PathBuf>,
 }
 
 impl CtrSpec {
@@ -151,6 +157,16 @@ impl Cri {
             linux: Some(LinuxContainerConfig {
                 security_context: Some(LinuxContainerSecurityContext {
                     privileged: c.privileged,
+                    masked_paths: c.masked_paths.clone(),
+                    readonly_paths: c.readonly_paths.clone(),
+                    seccomp: c
+                        .seccomp_profile
+                        .as_ref()
+                        .map(|p| k8s_cri::v1::SecurityProfile {
+                            profile_type: k8s_cri::v1::security_profile::ProfileType::Localhost
+                                as i32,
+                            localhost_ref: p.to_string_lossy().into_owned(),
+                        }),
                     namespace_options: Some(NamespaceOption {
                         network: pod
                             .linux

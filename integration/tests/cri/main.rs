@@ -6,6 +6,8 @@
 
 mod lifecycle;
 mod pods;
+mod portforward;
 mod resources;
+mod security;
 mod shims;
 mod streaming;

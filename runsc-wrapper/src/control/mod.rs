@@ -290,6 +290,26 @@ impl Sandbox {
         .await
     }
 
+    /// Connects `stream` (one end of a Unix stream pair) to `port` on
+    /// 127.0.0.1 in the sandbox's network stack, where the sandbox copies
+    /// between them until either side closes (`containerManager.PortForward`,
+    /// runsc 0.0~20240729 only).
+    pub async fn port_forward(&self, port: u16, stream: BorrowedFd<'_>) -> Result<()> {
+        const METHOD: &str = "containerManager.PortForward";
+        if self.dialect == Dialect::R20221219 {
+            let why = "runsc 0.0~20221219 has no PortForward".to_string();
+            return Err(control_error(
+                METHOD,
+                &self.cid,
+                ControlFailure::Unsupported(why),
+            ));
+        }
+        let arg = serde_json::json!({"ContainerID": self.cid, "Port": port});
+        self.call::<_, serde_json::Value>(METHOD, &arg, &[stream], Some(self.deadline))
+            .await
+            .map(drop)
+    }
+
     /// Waits for an exec'd process. The sandbox forgets it once one wait
     /// returned: call this once per process and keep the answer.
     pub async fn wait_pid(&self, pid: i32) -> Result<WaitStatus> {

@@ -9,13 +9,17 @@
 //! - [`pod`]: Kubernetes pods: kubelet volume mount hints, one `/dev/shm`
 //!   per pod, the sandbox in the pod's cgroup, a member in the pod's PID
 //!   namespace.
+//! - [`paths`]: masked and read-only paths become mounts runsc honours.
+//! - [`seccomp`]: the spec's seccomp profile made one runsc can run.
 //! - [`resources`]: a pod's limits (CRI's `sandbox-*` annotations) become
 //!   the sandbox's.
 
 pub mod capabilities;
 pub mod exec;
+pub mod paths;
 pub mod pod;
 pub mod resources;
+pub mod seccomp;
 
 use std::{collections::BTreeSet, path::Path};
 
@@ -24,7 +28,7 @@ use serde_json::Value;
 use crate::container::Role;
 
 /// What a rewrite needs to know besides the spec.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     /// The container's role in its sandbox.
     pub role: &'a Role,
@@ -34,6 +38,12 @@ pub struct Context<'a> {
     pub release: Option<u32>,
     /// Where the kubelet keeps pod volumes.
     pub kubelet_pods: &'a Path,
+    /// The rootfs on the host.
+    pub rootfs: &'a Path,
+    /// What a container path is in the rootfs (None: missing).
+    pub rootfs_kind: &'a dyn Fn(&str) -> Option<paths::PathKind>,
+    /// The empty file masked files get.
+    pub masked_file: &'a Path,
 }
 
 /// What [`apply`] changed.
@@ -53,6 +63,10 @@ pub struct Applied {
     pub unresolved_volumes: Vec<String>,
     /// Member mounts that took a hint's type.
     pub hinted_mounts: usize,
+    /// Masked and read-only paths made mounts.
+    pub paths: paths::MaskedPaths,
+    /// The seccomp profile fitted to runsc.
+    pub seccomp: seccomp::SeccompFit,
 }
 
 impl Applied {
@@ -65,6 +79,8 @@ impl Applied {
             || self.dev_shm
             || self.hinted_mounts > 0
             || !self.unresolved_volumes.is_empty()
+            || self.paths.changed()
+            || self.seccomp.changed()
     }
 }
 
@@ -73,6 +89,8 @@ pub fn apply(spec: &mut Value, ctx: &Context) -> Applied {
     let mut a = Applied {
         dropped_capabilities: capabilities::drop_unknown_capabilities(spec, ctx.release),
         dev_shm: pod::dev_shm_per_pod(spec, ctx.role),
+        paths: paths::masked_and_readonly(spec, ctx.rootfs_kind, ctx.rootfs, ctx.masked_file),
+        seccomp: seccomp::fit_for_runsc(spec),
         ..Default::default()
     };
     match ctx.role {
@@ -110,6 +128,9 @@ mod tests {
             sandbox_pid: None,
             release: Some(20221219),
             kubelet_pods: Path::new("/nonexistent"),
+            rootfs: Path::new("/nonexistent"),
+            rootfs_kind: &|_| None,
+            masked_file: Path::new("/nonexistent"),
         };
         let a = apply(&mut spec, &ctx);
         assert!(!a.changed(), "{a:?}");

@@ -86,6 +86,17 @@ impl Service {
 
     /// Drains output, records the exit, publishes OOM (first) and exit.
     async fn process_exited(&self, c: &Arc<Container>, p: &Process, status: u32) {
+        // Before containerd hears of it and tears the pod's network down:
+        // the forwarder's sockets would keep the namespace alive.
+        if let Some(f) = c.take_forwarder().filter(|_| p.is_init()) {
+            if let Some(rule) = f.stop().await {
+                let monitor = self.monitor();
+                self.cleanups
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .spawn(async move { rule.remove(&monitor).await });
+            }
+        }
         p.io.drain(COPY_AFTER_EXIT_TIMEOUT).await;
         // After the start's event, before the delete's.
         let _turn = p.event_turn().await;

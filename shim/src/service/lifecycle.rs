@@ -13,6 +13,7 @@ use crate::{
     error::{Error, Result},
     events::{TaskDelete, TaskStart},
     mount,
+    portforward::{self, Forwarder},
     process::{AfterFailedStart, Status},
     sandbox_root,
 };
@@ -105,6 +106,11 @@ impl Service {
         } else {
             runsc::Stdio::default()
         };
+        // runsc takes the pod's addresses over as it starts.
+        let addresses = match &c.pod_netns {
+            Some(ns) => portforward::pod_addresses(ns).await,
+            None => Vec::new(),
+        };
         let opts = StartOpts {
             stdio,
             netns_check: c.netns_check,
@@ -114,6 +120,14 @@ impl Service {
             .await
             .map_err(|e| Error::runsc(format!("start container {}", c.id), e))?;
         if !c.is_member() {
+            if let Some(ns) = &c.pod_netns {
+                let target = portforward::Target {
+                    runsc: c.runsc.clone(),
+                    id: c.id.clone(),
+                    addresses,
+                };
+                c.set_forwarder(Forwarder::start(ns.clone(), target, self.monitor()));
+            }
             return Ok((0, None));
         }
         if !init.stdio.terminal {

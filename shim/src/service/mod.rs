@@ -91,6 +91,11 @@ impl Service {
             .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
     }
 
+    /// The monitor the shim's own helpers (not runsc) are spawned through.
+    fn monitor(&self) -> Arc<dyn runsc::ProcessMonitor> {
+        Arc::new(self.reaper.clone())
+    }
+
     /// Refuses new work once the shim is shutting down.
     fn accepting(&self) -> Result<()> {
         if self.shutting_down.load(Ordering::SeqCst) {

@@ -185,7 +185,6 @@ impl Service {
             Role::Sandbox => None,
             Role::Member { sandbox_id } => self.containers().get(sandbox_id).map(|s| s.init.pid()),
         };
-        rewrite_spec(&runsc, plan, sandbox_pid).await?;
         settle_stale_state(&runsc, &plan.root, &plan.id).await;
         let rootfs_mounted = {
             let (b, m) = (plan.bundle.clone(), plan.rootfs.clone());
@@ -194,6 +193,8 @@ impl Service {
         if rootfs_mounted {
             rollback.mounted(&plan.bundle);
         }
+        // After the mount: masked paths are looked up in the rootfs.
+        rewrite_spec(&runsc, plan, sandbox_pid).await?;
         if plan.creates() {
             let (b, s) = (plan.bundle.clone(), spec.clone());
             blocking(move || executable::check(b.path(), &s)).await?;
@@ -300,6 +301,7 @@ impl Service {
             restore_from: plan.restore_from,
             cgroups_path: plan.cgroups_path,
             options: plan.options,
+            pod_netns: plan.pod_netns,
         }));
         container.find_cgroup(pid).await;
         self.containers().insert(plan.id.clone(), container.clone());
@@ -391,7 +393,7 @@ async fn wait_while<F: std::future::Future<Output = bool>>(
 /// Applies [`crate::rewrite`] to the bundle's spec for the runsc in use;
 /// `sandbox_pid` is the pod's sandbox process for a member.
 async fn rewrite_spec(runsc: &runsc::Runsc, plan: &Plan, sandbox_pid: Option<u32>) -> Result<()> {
-    use crate::rewrite::{apply, capabilities, pod::KUBELET_PODS, Context};
+    use crate::rewrite::{apply, capabilities, paths, pod::KUBELET_PODS, Context};
     let id = &plan.id;
     let b = plan.bundle.clone();
     let mut spec = blocking(move || spec::read_json(&b)).await?;
@@ -403,15 +405,26 @@ async fn rewrite_spec(runsc: &runsc::Runsc, plan: &Plan, sandbox_pid: Option<u32
         let version = runsc.version().await.ok();
         version.and_then(|v| runsc::release_date(&v))
     };
-    let role = plan.role.clone();
+    let (role, bundle) = (plan.role.clone(), plan.bundle.clone());
     let (applied, spec) = blocking(move || {
+        let root_path = spec["root"]["path"].as_str().unwrap_or("rootfs");
+        let rootfs = bundle.path().join(root_path);
+        let root = std::fs::File::open(&rootfs).ok();
+        let kind = |p: &str| root.as_ref().and_then(|r| paths::kind_in_rootfs(r, p));
+        let masked_file = bundle.masked_file();
         let ctx = Context {
             role: &role,
             sandbox_pid,
             release,
             kubelet_pods: Path::new(KUBELET_PODS),
+            rootfs: &rootfs,
+            rootfs_kind: &kind,
+            masked_file: &masked_file,
         };
         let applied = apply(&mut spec, &ctx);
+        if applied.paths.changed() {
+            make_masked_file(&masked_file)?;
+        }
         Ok((applied, spec))
     })
     .await?;
@@ -435,4 +448,12 @@ async fn rewrite_spec(runsc: &runsc::Runsc, plan: &Plan, sandbox_pid: Option<u32
         std::fs::write(&path, data).map_err(|e| Error::os(format!("write {}", path.display()), e))
     })
     .await
+}
+
+/// The empty, read-only file masked files are bound to.
+fn make_masked_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, b"")
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)))
+        .map_err(|e| Error::os(format!("create {}", path.display()), e))
 }

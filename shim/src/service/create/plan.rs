@@ -54,6 +54,9 @@ pub struct Plan {
     pub restore_from: Option<String>,
     /// The terminal size the spec asks for.
     pub console_size: Option<(u32, u32)>,
+    /// The pod's network namespace, where runsc's own stack runs: the
+    /// shim forwards ports into it (see [`crate::portforward`]).
+    pub pod_netns: Option<PathBuf>,
     /// Host namespaces the spec asks for that gVisor cannot share.
     pub unshared_host_namespaces: Vec<&'static str>,
 }
@@ -124,6 +127,16 @@ pub fn plan(
         user
     });
     let netns_check = client::netns_check(network.as_ref(), &flags);
+    // Only a pod's namespace: no host process shares it, so the nat rule
+    // there catches containerd's port-forward dial and nothing else.
+    let pod_netns = match (&network, netns_check) {
+        (Some(spec::Network::Join(path)), runsc::NetnsCheck::MaskProcSysNet)
+            if spec::is_pod_sandbox(annotations) =>
+        {
+            Some(path.clone())
+        }
+        _ => None,
+    };
     let root = sandbox_root::sandbox_root(&options, namespace, sandbox);
     let stdio = StdioPaths {
         stdin: req.stdin.clone(),
@@ -144,6 +157,7 @@ pub fn plan(
         restore_from: (!req.checkpoint.is_empty()).then(|| req.checkpoint.clone()),
         console_size: console_size(spec).filter(|_| req.terminal),
         unshared_host_namespaces: host_ns,
+        pod_netns,
         id,
         options,
         role,
@@ -279,5 +293,32 @@ mod tests {
         assert_eq!(p.console_size, Some((120, 40)));
         assert_eq!(p.restore_from.as_deref(), Some("/images/c1"));
         assert!(!p.creates());
+    }
+
+    #[test]
+    fn ports_are_forwarded_into_a_pods_own_namespace_only() {
+        let plan_in = |container_type: &'static str| {
+            std::thread::spawn(move || {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                let path = format!("/proc/self/task/{}/ns/net", nix::unistd::gettid());
+                let mut s = base();
+                s["linux"]["namespaces"] = serde_json::json!([{"type": "network", "path": path}]);
+                s["annotations"] = serde_json::json!({
+                    "io.kubernetes.cri.container-type": container_type,
+                    "io.kubernetes.cri.sandbox-id": "pod1",
+                });
+                let known = BTreeSet::new();
+                plan(&req("pod1"), &spec(s), Options::default(), "k8s.io", &known)
+                    .unwrap()
+                    .pod_netns
+                    .is_some()
+            })
+            .join()
+            .unwrap()
+        };
+        assert!(plan_in("sandbox"));
+        // Another runtime's namespace a container joins (Docker's
+        // `--network container:`) may hold host processes: left alone.
+        assert!(!plan_in("none"));
     }
 }
