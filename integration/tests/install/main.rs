@@ -414,7 +414,9 @@ fn documented_config_runs_a_pod(bin_dir: &Path) {
         assert_eq!(info["Features"]["ociVersionMin"], "1.0.0", "{info}");
     }
 
-    c.import_pod_images(&sandbox_image(&dump));
+    let sandbox = sandbox_image(&dump);
+    c.import_pod_images(&sandbox);
+    pod::wait_until_cri_sees(&c, &sandbox);
     pod::run_host_network_pod(&c, &h, &bin.join(SHIM), &format!("hello-from-{version}"));
     c.stop_and_check();
 }

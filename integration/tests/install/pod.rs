@@ -166,3 +166,40 @@ pub fn run_host_network_pod(c: &Containerd, handler: &str, shim: &Path, greeting
     }))
     .unwrap();
 }
+
+/// Waits (10 s at most) until the CRI plugin's image store has `image`: it
+/// learns of a `ctr images import`/`tag` from containerd's events, after
+/// the import returned, and a RunPodSandbox before that would try to pull
+/// the sandbox image from its registry.
+pub fn wait_until_cri_sees(c: &Containerd, image: &str) {
+    use k8s_cri::v1::{image_service_client::ImageServiceClient, ImageStatusRequest};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut client = rt.block_on(async {
+        let ch = containerd_client::connect(c.socket()).await.unwrap();
+        ImageServiceClient::new(ch)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let req = ImageStatusRequest {
+            image: Some(ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        let known = rt
+            .block_on(client.image_status(req))
+            .is_ok_and(|r| r.into_inner().image.is_some());
+        if known {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CRI plugin never saw {image}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
