@@ -233,7 +233,7 @@ impl Options {
                 if config_path.is_empty() {
                     return Ok(Options::default());
                 }
-                let text = std::fs::read_to_string(&config_path).map_err(|e| {
+                let text = read_options_file(Path::new(&config_path)).map_err(|e| {
                     Error::InvalidArgument(format!(
                         "cannot read runsc options file {config_path}: {e}"
                     ))
@@ -253,7 +253,7 @@ impl Options {
                 };
                 // runc's RuntimeRoot convention: a config.toml beside the root.
                 let cfg = Path::new(&opts.root).join("config.toml");
-                if let Ok(text) = std::fs::read_to_string(&cfg) {
+                if let Ok(text) = read_options_file(&cfg) {
                     let from_file = Options::from_toml(&text, &cfg.to_string_lossy())?;
                     opts.runsc_config = from_file.runsc_config;
                 }
@@ -284,6 +284,36 @@ impl Options {
             .to_string_lossy()
             .into_owned()
     }
+}
+
+/// The most an options file may hold: a runsc.toml is a few KiB.
+const OPTIONS_FILE_LIMIT: u64 = 1 << 20;
+
+/// Reads an options file: a regular file of at most
+/// [`OPTIONS_FILE_LIMIT`] bytes (a client could name `/dev/zero` or a FIFO).
+fn read_options_file(path: &Path) -> std::io::Result<String> {
+    use std::{io::Read, os::unix::fs::OpenOptionsExt};
+    // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > OPTIONS_FILE_LIMIT {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("larger than {OPTIONS_FILE_LIMIT} bytes"),
+        ));
+    }
+    let mut text = String::new();
+    file.take(OPTIONS_FILE_LIMIT).read_to_string(&mut text)?;
+    Ok(text)
 }
 
 fn or_default(s: String, d: &str) -> String {

@@ -155,3 +155,22 @@ fn unknown_type_and_missing_file_are_invalid_argument() {
     let e = Options::from_any(Some(&a)).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/runsc.toml"), "{e}");
 }
+
+#[test]
+fn an_options_file_that_is_not_a_small_regular_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.toml");
+    std::fs::write(&huge, vec![b'#'; (OPTIONS_FILE_LIMIT + 1) as usize]).unwrap();
+    let fifo = dir.path().join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // /dev/zero would never end; a FIFO would block the reader.
+    for p in [Path::new("/dev/zero"), &huge, &fifo, dir.path()] {
+        let a = any("runtimeoptions.v1.Options", encode("", p.to_str().unwrap()));
+        let e = Options::from_any(Some(&a)).unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidArgument(_)),
+            "{}: {e}",
+            p.display()
+        );
+    }
+}

@@ -21,8 +21,11 @@ impl Service {
         let c = self.container(&req.id)?;
         let p = c.process(&req.exec_id)?;
         let sig = req.signal;
+        // 0 (is it alive?) up to SIGRTMAX.
         let signo = i32::try_from(sig)
-            .map_err(|_| Error::InvalidArgument(format!("invalid signal {sig}")))?;
+            .ok()
+            .filter(|s| (0..=libc::SIGRTMAX()).contains(s))
+            .ok_or_else(|| Error::InvalidArgument(format!("invalid signal {sig}")))?;
         match p.status() {
             // As containerd's runc shim: "process already finished", which
             // containerd's CRI plugin takes as done.

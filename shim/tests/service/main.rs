@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cases;
+mod hostile;
 
 use std::{
     os::unix::fs::PermissionsExt,
@@ -282,7 +283,7 @@ pub fn message(e: containerd_shim::protos::ttrpc::Error) -> String {
 }
 
 /// `runtimeoptions.v1.Options { config_path }` as containerd sends it.
-fn runtime_options(path: &Path) -> Any {
+pub fn runtime_options(path: &Path) -> Any {
     let p = path.to_string_lossy();
     let mut value = vec![0x12, p.len() as u8];
     value.extend_from_slice(p.as_bytes());

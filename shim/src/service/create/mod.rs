@@ -97,7 +97,9 @@ impl Service {
                 req.id
             )));
         }
-        let options = Options::from_any(req.options.as_ref())?;
+        // It may name any file: read off the runtime thread.
+        let any = req.options.clone().into_option();
+        let options = blocking(move || Options::from_any(any.as_ref())).await?;
         if !options.log_level.is_empty() {
             crate::logging::raise_level(&options.log_level);
         }
