@@ -7,6 +7,7 @@
 
 mod cases;
 mod hostile;
+mod stalls;
 
 use std::{
     os::unix::fs::PermissionsExt,
