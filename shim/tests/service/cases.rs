@@ -7,7 +7,7 @@ use containerd_shim::{
     protos::{shim_async::Task, ttrpc::Code},
 };
 
-use crate::{code, ctx, message, Harness, SIGKILL};
+use crate::{code, ctx, exec_req, message, Harness, SIGKILL};
 
 #[tokio::test]
 async fn an_exit_during_start_is_published_after_task_start() {
@@ -135,22 +135,7 @@ async fn pids_give_an_exec_the_pid_start_reported_and_its_id() {
     let h = Harness::new("").await;
     let pid = h.create("p2").await.unwrap().pid;
     h.start("p2", "").await.unwrap();
-    let spec = oci_spec::runtime::Spec::default()
-        .process()
-        .clone()
-        .unwrap();
-    let req = api::ExecProcessRequest {
-        id: "p2".into(),
-        exec_id: "x".into(),
-        spec: Some(
-            containerd_shim::protos::protobuf::well_known_types::any::Any {
-                value: serde_json::to_vec(&spec).unwrap(),
-                ..Default::default()
-            },
-        )
-        .into(),
-        ..Default::default()
-    };
+    let req = exec_req("p2", "x");
     h.svc.exec(&ctx(), req).await.unwrap();
     let exec_pid = h.start("p2", "x").await.unwrap().pid;
     let req = api::PidsRequest {
@@ -194,22 +179,7 @@ async fn an_exec_whose_pid_is_unknown_is_never_signalled_through_init() {
     h.set("no-internal-pid");
     h.create("e1").await.unwrap();
     h.start("e1", "").await.unwrap();
-    let spec = oci_spec::runtime::Spec::default()
-        .process()
-        .clone()
-        .unwrap();
-    let req = api::ExecProcessRequest {
-        id: "e1".into(),
-        exec_id: "x".into(),
-        spec: Some(
-            containerd_shim::protos::protobuf::well_known_types::any::Any {
-                value: serde_json::to_vec(&spec).unwrap(),
-                ..Default::default()
-            },
-        )
-        .into(),
-        ..Default::default()
-    };
+    let req = exec_req("e1", "x");
     h.svc.exec(&ctx(), req).await.unwrap();
     let exec_pid = h.start("e1", "x").await.unwrap().pid;
     assert_eq!(

@@ -1,29 +1,9 @@
 //! Hostile requests at the task API: each gets a clear error and leaves
 //! nothing behind (no runsc call, no file written where it points).
 
-use containerd_shim::{
-    api,
-    protos::{protobuf::well_known_types::any::Any, shim_async::Task, ttrpc::Code},
-};
+use containerd_shim::protos::{shim_async::Task, ttrpc::Code};
 
-use crate::{code, ctx, runtime_options, Harness};
-
-fn exec_req(id: &str, exec_id: &str) -> api::ExecProcessRequest {
-    let spec = oci_spec::runtime::Spec::default()
-        .process()
-        .clone()
-        .unwrap();
-    api::ExecProcessRequest {
-        id: id.into(),
-        exec_id: exec_id.into(),
-        spec: Some(Any {
-            value: serde_json::to_vec(&spec).unwrap(),
-            ..Default::default()
-        })
-        .into(),
-        ..Default::default()
-    }
-}
+use crate::{code, ctx, exec_req, runtime_options, Harness};
 
 #[tokio::test]
 async fn hostile_ids_are_refused_before_anything_is_done() {

@@ -294,3 +294,21 @@ pub fn runtime_options(path: &Path) -> Any {
         ..Default::default()
     }
 }
+
+/// An ExecProcessRequest of the default OCI process.
+pub fn exec_req(id: &str, exec_id: &str) -> api::ExecProcessRequest {
+    let spec = oci_spec::runtime::Spec::default()
+        .process()
+        .clone()
+        .unwrap();
+    api::ExecProcessRequest {
+        id: id.into(),
+        exec_id: exec_id.into(),
+        spec: Some(Any {
+            value: serde_json::to_vec(&spec).unwrap(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    }
+}

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use containerd_shim::{api, protos::shim_async::Task};
+use containerd_shim::protos::shim_async::Task;
 
-use crate::{ctx, Harness, SIGKILL};
+use crate::{ctx, exec_req, Harness, SIGKILL};
 
 /// The shim has one runtime thread: a pid file that is slow to read (here
 /// a FIFO runsc writes 2 s late) must not stall every other request.
@@ -13,22 +13,7 @@ async fn a_slow_pid_file_does_not_stall_the_runtime() {
     let h = Harness::new("").await;
     h.create("sl1").await.unwrap();
     h.start("sl1", "").await.unwrap();
-    let spec = oci_spec::runtime::Spec::default()
-        .process()
-        .clone()
-        .unwrap();
-    let req = api::ExecProcessRequest {
-        id: "sl1".into(),
-        exec_id: "x".into(),
-        spec: Some(
-            containerd_shim::protos::protobuf::well_known_types::any::Any {
-                value: serde_json::to_vec(&spec).unwrap(),
-                ..Default::default()
-            },
-        )
-        .into(),
-        ..Default::default()
-    };
+    let req = exec_req("sl1", "x");
     h.svc.exec(&ctx(), req).await.unwrap();
     h.set("slow-pid-file");
     // The longest the runtime went without running this ticker.
