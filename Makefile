@@ -74,7 +74,8 @@ vm: build ## cgroup v2 + systemd: a Debian 13 VM (QEMU software emulation, image
 # `make test` runs the vm tier in the background from the integration tier
 # on: its guest is one QEMU thread with a kernel of its own, so it shares
 # only CPU time with the host tiers (whose leak checks cannot see it). Its
-# output goes to target/vm-tier.log and is printed when it ends.
+# output goes to target/vm-tier.log and is printed when it ends, failed or
+# not (`wait` is guarded: under -e a failed bare wait would exit first).
 test: ## Everything CI runs: the tiers in TIERS, each timed (vm alongside the others)
 	@mkdir -p target; vm_log=target/vm-tier.log; vm_pid=; \
 	for t in $(TIERS); do \
@@ -88,7 +89,7 @@ test: ## Everything CI runs: the tiers in TIERS, each timed (vm alongside the ot
 	  echo "tier $$t: $$((SECONDS - start)) s"; \
 	done; \
 	if [ -n "$$vm_pid" ]; then \
-	  start=$$SECONDS; wait $$vm_pid; rc=$$?; cat $$vm_log; \
+	  start=$$SECONDS; rc=0; wait $$vm_pid || rc=$$?; cat $$vm_log; \
 	  echo "tier vm: waited $$((SECONDS - start)) s after the others"; \
 	  [ $$rc = 0 ] || { echo "tier vm: FAILED"; exit 1; }; \
 	fi
