@@ -82,7 +82,7 @@ fn main() {
     let n = cfg.iterations;
 
     eprintln!("bench: start");
-    settle_s += settle();
+    settle_s += settle(&cfg);
     let mut s: [Vec<Sample>; 3] = Default::default();
     for i in 0..n + cfg.warmup {
         let order = bench::rotation(i);
@@ -104,7 +104,7 @@ fn main() {
     ours.run_detached("oexecbox", &ours_rt, &["sleep", "100000"]);
     go_run(&go, &go_rt, "gexecbox", &["sleep", "100000"], "-d");
     bare.run_detached("bexecbox", &["sleep", "100000"]);
-    settle_s += settle();
+    settle_s += settle(&cfg);
     // CPU of the execs: the shims' own and reaped children's (ms), and
     // bare `runsc exec` as the benchmark's own reaped child.
     let shims = [(&ours, "oexecbox"), (&go, "gexecbox")].map(|(c, id)| {
@@ -181,7 +181,7 @@ fn main() {
     bare.remove_exec_box();
 
     eprintln!("bench: stdout");
-    settle_s += settle();
+    settle_s += settle(&cfg);
     let mut s: [Vec<Sample>; 3] = Default::default();
     let dd = ["dd", "if=/dev/zero", "bs=1M", "count=512"];
     let iters = cfg.iterations.clamp(1, 5);
@@ -219,7 +219,7 @@ fn main() {
     );
 
     eprintln!("bench: 20 concurrent starts");
-    settle_s += settle();
+    settle_s += settle(&cfg);
     let mut conc = [Vec::new(), Vec::new()];
     for round in 0..iters {
         for &k in &bench::rotation(round)[..] {
@@ -284,9 +284,9 @@ fn main() {
     ours.stop_and_check();
 }
 
-/// Waits for idle CPUs (at most 60 s) and says how long it took.
-fn settle() -> f64 {
-    let waited = bench::settle(std::time::Duration::from_secs(60));
+/// Waits for idle CPUs (at most `cfg.settle_max`) and says how long it took.
+fn settle(cfg: &Config) -> f64 {
+    let waited = bench::settle(cfg.settle_max);
     eprintln!("bench: waited {waited:.0} s for idle CPUs");
     waited
 }

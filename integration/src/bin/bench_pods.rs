@@ -17,7 +17,7 @@
 use std::{fs, time::Instant};
 
 use integration::{
-    bench::{settle, Sample, Stats},
+    bench::{settle, settle_max, Sample, Stats},
     cri::{Cri, CriExtras, CtrSpec, PodSpec, RecordingShim},
 };
 use k8s_cri::v1::ContainerState;
@@ -84,7 +84,8 @@ fn main() {
     let mut up: [Vec<Sample>; 2] = Default::default();
     let mut down: [Vec<Sample>; 2] = Default::default();
     let mut starts = [0usize; 2];
-    let mut settle_s = settle(std::time::Duration::from_secs(60));
+    let settle_max = settle_max(iterations);
+    let mut settle_s = settle(settle_max);
     // One unmeasured round first: images, snapshots and caches warm up.
     for i in 0..=iterations {
         // Alternate which handler goes first.
@@ -98,7 +99,7 @@ fn main() {
             }
         }
         if i == 0 {
-            settle_s += settle(std::time::Duration::from_secs(60));
+            settle_s += settle(settle_max);
         }
     }
     let up = up.map(|s| Stats::of(&s));
