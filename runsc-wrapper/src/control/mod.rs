@@ -143,10 +143,10 @@ pub struct ProcessInfo {
 }
 
 #[derive(Deserialize)]
-struct EventOut {
+pub(crate) struct EventOut {
     event: EventBody,
     #[serde(default, rename = "containerUsage")]
-    container_usage: Option<HashMap<String, u64>>,
+    pub(crate) container_usage: Option<HashMap<String, u64>>,
 }
 
 #[derive(Deserialize)]
@@ -399,13 +399,16 @@ impl Sandbox {
 
 /// runsc's `populateStats`: the container's sentry-accounted share of the
 /// sandbox cgroup's CPU time (its own figure without a cgroup).
-fn cpu_share(usage: &HashMap<String, u64>, cid: &str, host: Option<u64>) -> u64 {
+pub(crate) fn cpu_share(usage: &HashMap<String, u64>, cid: &str, host: Option<u64>) -> u64 {
     let own = usage.get(cid).copied().unwrap_or(0);
-    let all: u64 = usage.values().sum();
+    // In u128: the sandbox's figures are its word, and may sum past u64.
+    let all: u128 = usage.values().map(|&v| u128::from(v)).sum();
     match host {
         None | Some(0) => own,
+        Some(_) if usage.is_empty() => own,
         Some(cg) if all == 0 => cg / usage.len() as u64,
-        Some(cg) => (own as f64 * cg as f64 / all as f64) as u64,
+        // own <= all, so the share is at most cg and fits.
+        Some(cg) => (u128::from(own) * u128::from(cg) / all) as u64,
     }
 }
 

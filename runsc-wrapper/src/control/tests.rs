@@ -207,6 +207,16 @@ fn cpu_is_shared_by_what_the_sentry_accounted() {
     assert_eq!(cpu_share(&idle, "a", Some(400)), 200);
 }
 
+// Seen while writing the control_reply fuzz target: a sandbox's figures
+// summed past u64::MAX (an overflow panic in a debug build).
+#[test]
+fn cpu_share_survives_any_figures_a_sandbox_sends() {
+    let huge: HashMap<String, u64> = [("a".to_string(), u64::MAX), ("b".to_string(), 2)].into();
+    assert_eq!(cpu_share(&huge, "b", Some(u64::MAX)), 1);
+    assert!(cpu_share(&huge, "a", Some(1000)) <= 1000);
+    assert_eq!(cpu_share(&HashMap::new(), "a", Some(400)), 0);
+}
+
 #[test]
 fn only_the_two_known_releases_have_a_dialect() {
     assert_eq!(
@@ -265,4 +275,16 @@ async fn the_same_calls_go_over_the_socket_when_it_speaks_the_dialect() {
         seen[1].0,
         r#"{"method":"containerManager.Processes","arg":"c1"}"#
     );
+}
+
+#[test]
+fn a_reply_is_read_whole_and_never_past_its_bound() {
+    use super::urpc::{reply_complete, MAX_REPLY};
+    assert!(!reply_complete(br#"{"success":true,"res"#).unwrap());
+    assert!(reply_complete(br#"{"success":true,"result":1}"#).unwrap());
+    assert!(reply_complete(b"{]").is_err());
+    // A sandbox that never closes its JSON cannot make the shim hold more.
+    let mut endless = b"[".repeat(64);
+    endless.resize(MAX_REPLY + 1, b' ');
+    assert!(reply_complete(&endless).is_err());
 }

@@ -113,13 +113,7 @@ impl Conn {
             .await
             .map_err(CallError::Transport)?;
         let reply = self.receive().await?;
-        let resp: Response<serde_json::Value> =
-            serde_json::from_slice(&reply).map_err(|e| garbled(&reply, &e))?;
-        if !resp.success {
-            return Err(CallError::Remote(resp.err));
-        }
-        let value = resp.result.unwrap_or(serde_json::Value::Null);
-        serde_json::from_value(value.clone()).map_err(|e| garbled(value.to_string().as_bytes(), &e))
+        decode_reply(&reply)
     }
 
     async fn send(&mut self, body: &[u8], files: &[BorrowedFd<'_>]) -> io::Result<()> {
@@ -150,7 +144,7 @@ impl Conn {
     /// nothing else before the next request).
     async fn receive(&mut self) -> Result<Vec<u8>, CallError> {
         let mut buf = Vec::with_capacity(512);
-        let mut chunk = [0u8; 4096];
+        let mut chunk = vec![0u8; 64 << 10];
         loop {
             let n = self
                 .stream
@@ -164,16 +158,45 @@ impl Conn {
                 )));
             }
             buf.extend_from_slice(&chunk[..n]);
-            let mut values =
-                serde_json::Deserializer::from_slice(&buf).into_iter::<serde::de::IgnoredAny>();
-            match values.next() {
-                Some(Ok(_)) => return Ok(buf),
-                Some(Err(e)) if e.is_eof() => continue,
-                Some(Err(e)) => return Err(garbled(&buf, &e)),
-                None => continue,
+            if reply_complete(&buf)? {
+                return Ok(buf);
             }
         }
     }
+}
+
+/// The longest reply read: far above any real one (a process list of
+/// thousands), and a bound on what a broken sandbox can make the shim hold.
+pub const MAX_REPLY: usize = 16 << 20;
+
+/// Whether `buf` holds one whole JSON value yet; an error once it cannot
+/// become one, or has grown past [`MAX_REPLY`].
+pub fn reply_complete(buf: &[u8]) -> Result<bool, CallError> {
+    let mut values = serde_json::Deserializer::from_slice(buf).into_iter::<serde::de::IgnoredAny>();
+    let complete = match values.next() {
+        Some(Ok(_)) => true,
+        Some(Err(e)) if e.is_eof() => false,
+        Some(Err(e)) => return Err(garbled(buf, &e)),
+        None => false,
+    };
+    if !complete && buf.len() > MAX_REPLY {
+        return Err(CallError::Garbled(format!(
+            "no complete reply in {} bytes",
+            buf.len()
+        )));
+    }
+    Ok(complete)
+}
+
+/// A whole reply's result as `R`, or the server's refusal.
+pub fn decode_reply<R: DeserializeOwned>(reply: &[u8]) -> Result<R, CallError> {
+    let resp: Response<serde_json::Value> =
+        serde_json::from_slice(reply).map_err(|e| garbled(reply, &e))?;
+    if !resp.success {
+        return Err(CallError::Remote(resp.err));
+    }
+    let value = resp.result.unwrap_or(serde_json::Value::Null);
+    serde_json::from_value(value.clone()).map_err(|e| garbled(value.to_string().as_bytes(), &e))
 }
 
 fn garbled(bytes: &[u8], e: &serde_json::Error) -> CallError {

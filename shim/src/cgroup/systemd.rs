@@ -105,7 +105,7 @@ fn quota_per_sec(quota: i64, period: u64) -> u64 {
         period
     };
     let per_sec = quota.saturating_mul(1_000_000) / period;
-    per_sec.div_ceil(10_000) * 10_000
+    per_sec.div_ceil(10_000).saturating_mul(10_000)
 }
 
 /// Sets `r` on `unit` through systemd. Blocking (D-Bus).
@@ -196,6 +196,14 @@ mod tests {
         assert_eq!(quota_per_sec(50_000, 0), 500_000);
         assert_eq!(quota_per_sec(-1, 100_000), INFINITY);
         assert_eq!(quota_per_sec(0, 100_000), INFINITY);
+    }
+
+    // Seen while writing the update_resources fuzz target: rounding a quota
+    // near u64::MAX up overflowed (a panic in a debug build, a tiny limit
+    // after wrapping in a release one).
+    #[test]
+    fn a_huge_quota_saturates_instead_of_wrapping() {
+        assert_eq!(quota_per_sec(i64::MAX, 1), INFINITY);
     }
 
     #[test]
