@@ -10,6 +10,10 @@ SHIM := containerd-shim-runsc-v1
 BENCH_ITERS ?= 20
 # CRI pods per handler in make bench (each about a second).
 BENCH_POD_ITERS ?= 10
+# Seconds each fuzz target runs: in `make test` (fuzz-smoke) and in
+# `make fuzz` (13 targets: about an hour).
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_SECONDS ?= 280
 # Seconds one test command may run (building its tests included) before it
 # is killed: a hang fails CI with its output instead of eating CI's time.
 # ctr calls made through the harness have their own, shorter bound
@@ -20,9 +24,9 @@ TIER_LIMIT ?= 1800
 # 0.0~20240729, from scripts/versions.sh's caches, first on PATH.
 LTS_PATH = $$(./scripts/versions.sh | awk '$$1 == "containerd-2.3" || $$1 == "runsc-2024" {printf "%s:", $$2}')
 # The tiers of `make test`, in order; each prints its time.
-TIERS := deps lint unit integration matrix critest docker vm bench-smoke
+TIERS := deps lint unit integration fuzz-smoke matrix critest docker vm bench-smoke
 
-.PHONY: all deps build install lint unit integration matrix critest docker vm test demo demo-pod bench bench-smoke clean
+.PHONY: all deps build install lint unit integration fuzz-smoke fuzz matrix critest docker vm test demo demo-pod bench bench-smoke clean
 
 all: build
 
@@ -48,9 +52,9 @@ lint: ## rustfmt, clippy and rustdoc, warnings are errors
 	$(CARGO) clippy --locked --workspace --all-targets --all-features -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --no-deps --all-features
 
-unit: ## Tests that need no containerd and no runsc: every crate's unit tests, the shim's service tier (shim/tests/service, a fake runsc) and shim-io's io/tests (real FIFOs, ptys and /bin/busybox)
+unit: ## Tests that need no containerd and no runsc: every crate's unit tests, the shim's service tier (shim/tests/service, a fake runsc), the fuzz corpus replayed (shim/tests/fuzz_corpus.rs) and shim-io's io/tests (real FIFOs, ptys and /bin/busybox)
 	$(CARGO) test --locked --workspace --lib --bins
-	$(CARGO) test --locked -p containerd-shim-runsc --test service
+	$(CARGO) test --locked -p containerd-shim-runsc --test service --test fuzz_corpus
 	$(CARGO) test --locked -p shim-io --test '*'
 
 integration: build ## Real runsc and containerd suites (root), on containerd 2.3 + runsc 0.0~20240729
@@ -110,6 +114,12 @@ bench: deps build ## Compare our shim with Go's runc shim driving runsc and bare
 	fi
 	path="$(LTS_PATH)"; PATH="$$path$$PATH" CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1 \
 	  $(CARGO) run --locked --release -p integration --bin bench_pods -- --iterations $(BENCH_POD_ITERS) --shim-dir $(CURDIR)/target/$(PROFILE) --out target/bench-pods.json
+
+fuzz-smoke: ## Every fuzz target in fuzz/ (libFuzzer, nightly) for FUZZ_SMOKE_SECONDS each, from the seeds and the corpus kept so far
+	./scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS)
+
+fuzz: ## Every fuzz target for FUZZ_SECONDS each (about an hour in all); findings are left in target/fuzz/artifacts
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
 
 bench-smoke: build ## One-iteration benchmark run so the harness cannot rot
 	$(CARGO) run --locked --release -p integration --bin bench -- --iterations 1 --shim-dir target/$(PROFILE) --out target/bench-smoke.json

@@ -24,6 +24,8 @@
 //! - `exec_start`: [`Runsc::start_exec`], an exec over the control socket
 //!   (its pty made and handed over here) with `runsc exec` as the fallback.
 //! - [`pid_file`]: the pid files runsc writes.
+//! - [`fuzz`]: entry points for the fuzz targets in `fuzz/`, one per
+//!   kind of output runsc and its sandbox send back.
 //! - `port`: [`Runsc::connect_port`], a stream to a port in the sandbox.
 //! - `direct`: when [`Runsc`] calls the sandbox directly ([`SandboxControl`])
 //!   and when it falls back to the CLI.
@@ -49,6 +51,7 @@ pub mod error;
 mod events;
 mod exec;
 mod exec_start;
+pub mod fuzz;
 pub use exec_start::{ExecStart, StartedExec};
 #[cfg(test)]
 mod fake_tests;

@@ -29,7 +29,7 @@ pub async fn remove(path: &Path) {
     let _ = tokio::fs::remove_file(path).await;
 }
 
-fn parse(text: &str) -> Option<u32> {
+pub(crate) fn parse(text: &str) -> Option<u32> {
     text.trim().parse::<u32>().ok().filter(|p| *p > 0)
 }
 

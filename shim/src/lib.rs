@@ -41,6 +41,8 @@
 //!   it is a systemd unit), rootfs mounts, persisted state.
 //! - [`logging`]: the log FIFO plus the optional `log_path` file.
 //! - [`error`]: the error type and its one mapping to ttrpc codes.
+//! - [`fuzz`]: entry points for the fuzz targets in `fuzz/`, one per kind
+//!   of input from outside.
 //!
 //! It ports gVisor's Go shim (`pkg/shim/v1`) and fixes what that shim gets
 //! wrong (see the project README).
@@ -57,6 +59,7 @@ pub mod convert;
 pub mod error;
 pub mod events;
 pub mod executable;
+pub mod fuzz;
 pub mod handshake;
 pub mod host;
 pub mod logging;

@@ -328,13 +328,13 @@ fn or_default(s: String, d: &str) -> String {
 /// can honour (`shim_cgroup = 9; io_uid = 10; io_gid = 11`); the rest are
 /// runc's own (criu paths, pivot_root, ...) and skipped.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct RuncCreateOptions {
+pub(crate) struct RuncCreateOptions {
     shim_cgroup: String,
     io_uid: u32,
     io_gid: u32,
 }
 
-fn decode_runc_create_options(bytes: &[u8]) -> Result<RuncCreateOptions> {
+pub(crate) fn decode_runc_create_options(bytes: &[u8]) -> Result<RuncCreateOptions> {
     let bad = |e: &dyn std::fmt::Display| {
         Error::InvalidArgument(format!("invalid containerd.linux.runc.CreateOptions: {e}"))
     };
@@ -367,7 +367,7 @@ const RUNTIME_OPTIONS_TYPES: [&str; 4] = [
 
 /// Decodes `runtimeoptions.v1.Options { string type_url = 1; string config_path = 2; }`
 /// (containerd's CRI runtime options, not shipped in the shim protos).
-fn decode_runtime_options(bytes: &[u8]) -> Result<(String, String)> {
+pub(crate) fn decode_runtime_options(bytes: &[u8]) -> Result<(String, String)> {
     let bad = |e: &dyn std::fmt::Display| {
         Error::InvalidArgument(format!("invalid runtimeoptions.v1.Options: {e}"))
     };

@@ -262,7 +262,7 @@ impl HostCgroup {
 }
 
 /// The conversion runc uses from CPU shares (v1) to weight (v2).
-pub(crate) fn shares_to_weight(shares: u64) -> u64 {
+pub fn shares_to_weight(shares: u64) -> u64 {
     1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
 }
 

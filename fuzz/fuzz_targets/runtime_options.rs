@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| containerd_shim_runsc::fuzz::runtime_options(data));
