@@ -239,6 +239,18 @@ async fn delete(namespace: &str, id: &str, bundle: &Bundle) -> crate::Result<Del
     if sandbox && !server_alive {
         crate::sandbox_root::remove_sandbox_root(&root);
     }
+    // A server killed during Create leaves the cgroup runsc made for a
+    // container it never finished creating (the server's own rollback
+    // would have removed it).
+    if !server_alive {
+        if let Some(path) = spec_cgroups_path(bundle) {
+            let _ = crate::blocking::blocking(move || {
+                crate::cgroup::remove_leftover(&path);
+                Ok(())
+            })
+            .await;
+        }
+    }
     crate::mount::remove_filestores(bundle);
     crate::mount::unmount_rootfs(bundle);
     // A live server still serves its socket, or has already removed it.
@@ -249,6 +261,12 @@ async fn delete(namespace: &str, id: &str, bundle: &Bundle) -> crate::Result<Del
     resp.exit_status = crate::process::exit_status::KILLED;
     resp.exited_at = Some(crate::convert::now()).into();
     Ok(resp)
+}
+
+/// The spec's `linux.cgroupsPath`, if the bundle's spec can be read.
+fn spec_cgroups_path(bundle: &Bundle) -> Option<std::path::PathBuf> {
+    let spec = crate::spec::read(bundle).ok()?;
+    spec.linux().as_ref()?.cgroups_path().clone()
 }
 
 /// Removes the shim socket named in `<bundle>/address` when no live shim
@@ -285,4 +303,37 @@ fn server_alive(bundle: &Bundle) -> bool {
     let me = std::fs::read_link("/proc/self/exe").ok();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
     exe.is_some() && exe == me
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Seen in the soak (a shim SIGKILLed during Create): the container's
+    // cgroup outlived containerd's `shim delete`.
+    #[tokio::test]
+    async fn delete_after_a_dead_server_removes_the_containers_empty_cgroup() {
+        let memory = Path::new("/sys/fs/cgroup/memory");
+        let base = if memory.is_dir() {
+            memory
+        } else {
+            Path::new("/sys/fs/cgroup")
+        };
+        let name = format!("runsc-shim-delete-test-{}", std::process::id());
+        let cgroup = base.join(&name);
+        std::fs::create_dir(&cgroup).expect("make a cgroup (root)");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "linux": {"cgroupsPath": format!("/{name}")}
+        });
+        std::fs::write(dir.path().join("config.json"), spec.to_string()).expect("spec");
+        let bundle = Bundle::new(dir.path());
+        let resp = delete("ns", "c1", &bundle).await;
+        let left = cgroup.is_dir();
+        let _ = std::fs::remove_dir(&cgroup);
+        assert!(resp.is_ok(), "{resp:?}");
+        assert!(!left, "{} left", cgroup.display());
+    }
 }
