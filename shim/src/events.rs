@@ -27,8 +27,11 @@ use tokio::sync::{mpsc, watch};
 /// How long one event is retried while containerd cannot be reached before
 /// it is dropped (containerd restarting under many shims takes a while).
 const GIVE_UP: Duration = Duration::from_secs(120);
-/// Deadline of one `Forward` call.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline of one `Forward` call: long, because a call that times out
+/// may still be taken once containerd runs again, and the retry would then
+/// publish the event twice (seen in the soak with containerd stopped for
+/// 5 s). A connection that breaks fails the call at once.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest pause between two attempts.
 const MAX_PAUSE: Duration = Duration::from_millis(500);
 
@@ -257,12 +260,52 @@ mod tests {
         check::<TaskCheckpointed>();
     }
 
+    /// A containerd that takes its first Forward, then stops for a while
+    /// before it answers, as a SIGSTOPped one does.
+    struct Stalled {
+        seen: Arc<Mutex<Vec<String>>>,
+        first: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl EventsService for Stalled {
+        async fn forward(&self, ctx: &TtrpcContext, req: ForwardRequest) -> ttrpc::Result<Empty> {
+            let taken = Containerd(self.seen.clone()).forward(ctx, req).await;
+            if self.first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_secs(6)).await;
+            }
+            taken
+        }
+    }
+
     fn serve(path: &std::path::Path, seen: Arc<Mutex<Vec<String>>>) -> Server {
+        serve_with(path, Arc::new(Containerd(seen)))
+    }
+
+    fn serve_with(path: &std::path::Path, service: Arc<dyn EventsService + Send + Sync>) -> Server {
         let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
         let listener = Listener::try_from(listener).unwrap();
         Server::new()
             .add_listener(listener)
-            .register_service(create_events(Arc::new(Containerd(seen))))
+            .register_service(create_events(service))
+    }
+
+    #[tokio::test]
+    async fn an_event_containerd_is_slow_to_take_is_forwarded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("containerd.sock.ttrpc");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stalled = Stalled {
+            seen: seen.clone(),
+            first: true.into(),
+        };
+        let mut server = serve_with(&path, Arc::new(stalled));
+        server.start().await.unwrap();
+        let events = Events::remote(path.to_str().unwrap(), "ns");
+        events.send(exit(0)).await;
+        assert!(events.flush(Duration::from_secs(20)).await);
+        assert_eq!(*seen.lock().unwrap(), ["/tasks/exit 0"]);
+        server.shutdown().await.unwrap();
     }
 
     fn exit(status: u32) -> TaskExit {
