@@ -14,6 +14,12 @@ BENCH_POD_ITERS ?= 10
 # `make fuzz` (13 targets: about an hour).
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_SECONDS ?= 280
+# Seconds of each containerd-stress load: make soak (3 handlers x 2 modes,
+# then ours with a fault a minute) and its short form in make test (our
+# shim only; a fault every 12 s in a 100 s load, every kind but the
+# containerd restart, whose open findings the README lists).
+SOAK_SECONDS ?= 1800
+SOAK_SMOKE_SECONDS ?= 60
 # Seconds one test command may run (building its tests included) before it
 # is killed: a hang fails CI with its output instead of eating CI's time.
 # ctr calls made through the harness have their own, shorter bound
@@ -23,10 +29,12 @@ TIER_LIMIT ?= 1800
 # What the full tiers run on: containerd 2.3 (the LTS) and runsc
 # 0.0~20240729, from scripts/versions.sh's caches, first on PATH.
 LTS_PATH = $$(./scripts/versions.sh | awk '$$1 == "containerd-2.3" || $$1 == "runsc-2024" {printf "%s:", $$2}')
+# The same with containerd-stress (built from containerd 2.3.7's module).
+SOAK_PATH = $$(./scripts/versions.sh | awk '$$1 == "containerd-2.3" || $$1 == "runsc-2024" || $$1 == "containerd-stress" {printf "%s:", $$2}')
 # The tiers of `make test`, in order; each prints its time.
-TIERS := deps lint unit integration fuzz-smoke matrix critest docker vm bench-smoke
+TIERS := deps lint unit integration fuzz-smoke soak-smoke matrix critest docker vm bench-smoke
 
-.PHONY: all deps build install lint unit integration fuzz-smoke fuzz matrix critest docker vm test demo demo-pod bench bench-smoke clean
+.PHONY: all deps build install lint unit integration fuzz-smoke fuzz soak-smoke soak matrix critest docker vm test demo demo-pod bench bench-smoke clean
 
 all: build
 
@@ -120,6 +128,16 @@ fuzz-smoke: ## Every fuzz target in fuzz/ (libFuzzer, nightly) for FUZZ_SMOKE_SE
 
 fuzz: ## Every fuzz target for FUZZ_SECONDS each (about an hour in all); findings are left in target/fuzz/artifacts
 	./scripts/fuzz.sh $(FUZZ_SECONDS)
+
+soak-smoke: build ## containerd-stress through our shim for SOAK_SMOKE_SECONDS per mode (plain, exec), then 100 s with a fault every 12 s (all but the containerd restart: see README), judged as make soak judges it
+	path="$(SOAK_PATH)"; PATH="$$path$$PATH" CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1 \
+	  $(CARGO) run --locked --release -p integration --bin soak -- --seconds $(SOAK_SMOKE_SECONDS) --sample-every 20 --handlers ours \
+	  --faults-every 12 --fault-seconds 100 --fault-kinds sandbox,pause,gofer,stall,shim,hang --out target/soak-smoke.json
+
+soak: deps build ## containerd-stress (4 workers, plain and exec mode, SOAK_SECONDS each) through our shim, the Go shim driving runsc and runc, then ours with a fault a minute: rates, resources every 5 minutes, exits checked; fails if ours errs, loses an exit, hangs, grows or leaks
+	path="$(SOAK_PATH)"; PATH="$$path$$PATH" CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1 \
+	  $(CARGO) run --locked --release -p integration --bin soak -- --seconds $(SOAK_SECONDS) --sample-every 300 \
+	  --faults-every 60 --out target/soak-results.json
 
 bench-smoke: build ## One-iteration benchmark run so the harness cannot rot
 	$(CARGO) run --locked --release -p integration --bin bench -- --iterations 1 --shim-dir target/$(PROFILE) --out target/bench-smoke.json

@@ -2,6 +2,7 @@
 # Builds a released Go tool from the Go module proxy into a cache that
 # outlives clones of this repository (nothing is installed system-wide):
 #   containerd VERSION   containerd, ctr and containerd-shim-runc-v2
+#   containerd-stress VERSION   containerd's load generator
 #   cri-tools VERSION    critest and crictl
 # Idempotent: a finished build (its stamp file) is not built again.
 # Prints the directory holding the binaries.
@@ -34,6 +35,12 @@ case $what in
     module=github.com/containerd/containerd/v2
     pkgs=(./cmd/containerd ./cmd/ctr ./cmd/containerd-shim-runc-v2)
     # The version containerd reports (a module build would say "+unknown").
+    ldflags="-X $module/version.Version=${version#v}"
+    ;;
+  containerd-stress)
+    # containerd's own load generator, for the soak (make soak).
+    module=github.com/containerd/containerd/v2
+    pkgs=(./cmd/containerd-stress)
     ldflags="-X $module/version.Version=${version#v}"
     ;;
   cri-tools)

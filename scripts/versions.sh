@@ -104,6 +104,7 @@ built=(
   "containerd-2.0 containerd v2.0.14"
   "containerd-2.3 containerd v2.3.7"
   "containerd-2.4 containerd v2.4.2"
+  "containerd-stress containerd-stress v2.3.7"
   "cri-tools cri-tools v1.37.0"
 )
 here=$(dirname "$0")

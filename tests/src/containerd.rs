@@ -282,6 +282,11 @@ state = "{state}"
         panic!("containerd did not start:\n{}", self.log_tail(40));
     }
 
+    /// containerd's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// runsc's state root for this containerd's namespace.
     pub fn runsc_state_root(&self) -> &Path {
         &self.traces.runsc_root

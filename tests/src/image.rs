@@ -106,8 +106,12 @@ pub fn write_busybox_rootfs(dir: &Path) -> io::Result<()> {
             std::os::unix::fs::symlink("busybox", link)?;
         }
     }
-    fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
-    fs::write(dir.join("etc/group"), "root:x:0:\n")?;
+    // games: the user containerd-stress runs its containers as.
+    fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\ngames:x:5:60:games:/usr/games:/bin/sh\n",
+    )?;
+    fs::write(dir.join("etc/group"), "root:x:0:\ngames:x:60:\n")?;
     Ok(())
 }
 
@@ -168,6 +172,44 @@ pub fn build_pause_image(work: &Path) -> io::Result<PathBuf> {
 /// Builds an OCI archive of the busybox rootfs named `name` whose command
 /// is `cmd`, in `work`, and returns its path.
 pub fn build_image(work: &Path, name: &str, cmd: &[&str]) -> io::Result<PathBuf> {
+    let layout = write_image_layout(work, name, cmd)?;
+    let out = work.join(format!(
+        "image-{}-oci.tar",
+        &sha256_hex(name.as_bytes())[..12]
+    ));
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&layout.dir)
+        .arg("-cf")
+        .arg(&out)
+        .args(["oci-layout", "index.json", "blobs"]))?;
+    let _ = fs::remove_dir_all(&layout.dir);
+    Ok(out)
+}
+
+/// An OCI image layout directory of one image.
+#[derive(Debug, Clone)]
+pub struct ImageLayout {
+    /// The directory (`oci-layout`, `index.json`, `blobs/sha256/`).
+    pub dir: PathBuf,
+    /// The image manifest's digest (`sha256:...`).
+    pub manifest_digest: String,
+}
+
+impl ImageLayout {
+    /// The blob of `digest` (`sha256:<hex>`), if the layout has it.
+    pub fn blob(&self, digest: &str) -> Option<PathBuf> {
+        let hex = digest.strip_prefix("sha256:")?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(self.dir.join("blobs/sha256").join(hex)).filter(|p| p.is_file())
+    }
+}
+
+/// Writes the OCI image layout of the busybox rootfs named `name` whose
+/// command is `cmd` into a directory in `work`.
+pub fn write_image_layout(work: &Path, name: &str, cmd: &[&str]) -> io::Result<ImageLayout> {
     let tag = sha256_hex(name.as_bytes())[..12].to_string();
     let rootfs = work.join(format!("image-rootfs-{tag}"));
     let layout = work.join(format!("image-layout-{tag}"));
@@ -232,18 +274,12 @@ pub fn build_image(work: &Path, name: &str, cmd: &[&str]) -> io::Result<PathBuf>
     fs::write(layout.join("index.json"), serde_json::to_vec(&index)?)?;
     let mut f = fs::File::create(layout.join("oci-layout"))?;
     f.write_all(br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-
-    let out = work.join(format!("image-{tag}-oci.tar"));
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&out)
-        .args(["oci-layout", "index.json", "blobs"]))?;
     let _ = fs::remove_dir_all(&rootfs);
-    let _ = fs::remove_dir_all(&layout);
     let _ = fs::remove_file(&layer_path);
-    Ok(out)
+    Ok(ImageLayout {
+        dir: layout,
+        manifest_digest: format!("sha256:{manifest_digest}"),
+    })
 }
 
 fn go_arch() -> &'static str {

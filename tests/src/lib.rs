@@ -13,6 +13,8 @@
 //! - [`host`]: processes and mounts on the host, for leak checks.
 //! - [`cni`]: a private CNI bridge network for CRI tests, removed on drop.
 //! - [`netns`]: a network namespace with a veth pair, removed on drop.
+//! - [`registry`]: a read-only image registry on 127.0.0.1 serving one
+//!   image, for clients that pull (containerd-stress).
 //! - [`docker`]: a private dockerd (own daemon.json, data and exec roots,
 //!   socket, bridge and cgroup parent) whose runtime `runsc` is our shim,
 //!   stopped with leak checks.
@@ -32,3 +34,4 @@ pub mod docker;
 pub mod host;
 pub mod image;
 pub mod netns;
+pub mod registry;

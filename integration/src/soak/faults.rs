@@ -1,0 +1,214 @@
+//! Faults landed in the middle of a soak, one every interval, taking turns:
+//! a sandbox, a gofer or a shim SIGKILLed, containerd restarted or stopped
+//! for a while (its end of every shim's pipes and sockets unread), a busy
+//! container paused and resumed, one runsc call made to hang. Targets are
+//! picked at random among this run's processes (a fixed seed, so a run can
+//! be repeated). What each did is logged for the report.
+
+use std::{
+    path::{Path, PathBuf},
+    thread,
+    time::Duration,
+};
+
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+use test_support::{containerd::Containerd, host::pids_matching};
+
+use super::{sample::Places, NAMESPACE};
+
+/// One kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL a sandbox (`runsc-sandbox`): its containers die.
+    KillSandbox,
+    /// SIGKILL a gofer (`runsc-gofer`): its container's files go away.
+    KillGofer,
+    /// SIGKILL a shim: containerd reports its tasks gone.
+    KillShim,
+    /// Restart containerd (SIGTERM, start again): shims carry on.
+    RestartContainerd,
+    /// SIGSTOP containerd for 5 s: nothing reads the shims' logs, events
+    /// or replies meanwhile.
+    StallContainerd,
+    /// Pause a running task for a second, then resume it.
+    PauseResume,
+    /// The next runsc call sleeps 20 s before it runs.
+    HangRunsc,
+}
+
+impl Fault {
+    /// Every fault, in the order they take turns.
+    pub const ALL: [Fault; 7] = [
+        Fault::KillSandbox,
+        Fault::PauseResume,
+        Fault::KillGofer,
+        Fault::StallContainerd,
+        Fault::KillShim,
+        Fault::HangRunsc,
+        Fault::RestartContainerd,
+    ];
+
+    /// Parses a fault's short name: `sandbox`, `gofer`, `shim`,
+    /// `restart`, `stall`, `pause`, `hang`.
+    pub fn parse(s: &str) -> Option<Fault> {
+        Some(match s {
+            "sandbox" => Fault::KillSandbox,
+            "gofer" => Fault::KillGofer,
+            "shim" => Fault::KillShim,
+            "restart" => Fault::RestartContainerd,
+            "stall" => Fault::StallContainerd,
+            "pause" => Fault::PauseResume,
+            "hang" => Fault::HangRunsc,
+            _ => return None,
+        })
+    }
+
+    /// The name in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Fault::KillSandbox => "SIGKILL sandbox",
+            Fault::KillGofer => "SIGKILL gofer",
+            Fault::KillShim => "SIGKILL shim",
+            Fault::RestartContainerd => "restart containerd",
+            Fault::StallContainerd => "SIGSTOP containerd 5 s",
+            Fault::PauseResume => "pause/resume a task",
+            Fault::HangRunsc => "hang one runsc call 20 s",
+        }
+    }
+}
+
+/// The file whose presence makes the next runsc call hang (see
+/// [`runsc_wrapper`]).
+pub fn hang_flag(work: &Path) -> PathBuf {
+    work.join("hang-next-runsc-call")
+}
+
+/// A `runsc` (or, for the Go shim, `runc`) that runs `real` with `extra`
+/// flags first, after sleeping 20 s if the hang flag is there (taken by
+/// exactly one call: `rm` succeeds once).
+pub fn runsc_wrapper(real: &Path, extra: &str, flag: &Path) -> String {
+    format!(
+        "#!/bin/sh\nif rm {flag} 2>/dev/null; then sleep 20; fi\nexec {real} {extra} \"$@\"\n",
+        flag = flag.display(),
+        real = real.display(),
+    )
+}
+
+/// Lands the faults of one run.
+pub struct Injector {
+    kinds: Vec<Fault>,
+    turn: usize,
+    rng: u64,
+    flag: PathBuf,
+    /// (seconds into the run, fault, what was done)
+    pub log: Vec<(u64, Fault, String)>,
+}
+
+impl Injector {
+    /// An injector of `kinds` (in turn) whose hang fault sets `flag`.
+    pub fn new(kinds: Vec<Fault>, flag: PathBuf) -> Injector {
+        Injector {
+            kinds,
+            turn: 0,
+            rng: 0x5eed_5eed,
+            flag,
+            log: Vec::new(),
+        }
+    }
+
+    /// Lands the next fault.
+    pub fn land(&mut self, at_s: u64, c: &mut Containerd, places: &Places) {
+        let Some(&fault) = self.kinds.get(self.turn % self.kinds.len().max(1)) else {
+            return;
+        };
+        self.turn += 1;
+        let what = match fault {
+            Fault::KillSandbox => self.kill_one("runsc-sandbox", places),
+            Fault::KillGofer => self.kill_one("runsc-gofer", places),
+            Fault::KillShim => {
+                let socket = places.socket.to_string_lossy().into_owned();
+                let pids = pids_matching(|cmd| cmd.contains(places.shim) && cmd.contains(&socket));
+                self.kill_pid(&pids)
+            }
+            Fault::RestartContainerd => {
+                c.restart();
+                "restarted".to_string()
+            }
+            Fault::StallContainerd => match c.pid() {
+                Some(pid) => {
+                    let pid = Pid::from_raw(pid as i32);
+                    let _ = kill(pid, Signal::SIGSTOP);
+                    thread::sleep(Duration::from_secs(5));
+                    let _ = kill(pid, Signal::SIGCONT);
+                    format!("pid {pid}")
+                }
+                None => "containerd not running".into(),
+            },
+            Fault::PauseResume => self.pause_resume(c),
+            Fault::HangRunsc => match std::fs::write(&self.flag, "") {
+                Ok(()) => "flag set".into(),
+                Err(e) => format!("flag: {e}"),
+            },
+        };
+        self.log.push((at_s, fault, what));
+    }
+
+    fn next(&mut self, n: usize) -> usize {
+        // xorshift64: a fixed sequence, so a run can be repeated.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % n.max(1) as u64) as usize
+    }
+
+    /// SIGKILLs one process named `name` of this runtime's root.
+    fn kill_one(&mut self, name: &str, places: &Places) -> String {
+        let root = places.runtime_root.to_string_lossy().into_owned();
+        let pids = pids_matching(|cmd| cmd.starts_with(name) && cmd.contains(&root));
+        self.kill_pid(&pids)
+    }
+
+    fn kill_pid(&mut self, pids: &[i32]) -> String {
+        if pids.is_empty() {
+            return "no target".into();
+        }
+        let pid = pids[self.next(pids.len())];
+        match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+            Ok(()) => format!("pid {pid}"),
+            Err(e) => format!("pid {pid}: {e}"),
+        }
+    }
+
+    fn pause_resume(&mut self, c: &Containerd) -> String {
+        let ctr = |args: &[&str]| {
+            c.ctr_cmd()
+                .args(["-n", NAMESPACE])
+                .args(args)
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        };
+        let list = c
+            .ctr_cmd()
+            .args(["-n", NAMESPACE, "tasks", "list"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let running: Vec<&str> = list
+            .lines()
+            .filter(|l| l.contains("RUNNING"))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        if running.is_empty() {
+            return "no target".into();
+        }
+        let id = running[self.next(running.len())].to_string();
+        let paused = ctr(&["tasks", "pause", &id]);
+        thread::sleep(Duration::from_secs(1));
+        let resumed = ctr(&["tasks", "resume", &id]);
+        format!("{id}: paused {paused}, resumed {resumed}")
+    }
+}
