@@ -149,11 +149,14 @@ impl TaskService {
         let mut set =
             std::mem::take(&mut *self.svc.cleanups.lock().unwrap_or_else(|p| p.into_inner()));
         let all = async { while set.join_next().await.is_some() {} };
-        if tokio::time::timeout(std::time::Duration::from_secs(10), all)
-            .await
-            .is_err()
-        {
-            log::warn!("runsc cleanups did not finish in 10s");
+        // Past runsc's own delete deadline: a slow `runsc delete` (the
+        // soak's hung call took 20 s) still ends, and the sandbox root and
+        // cgroup after it are removed; with a 10 s bound the shim exited
+        // first and left both. A cleanup normally takes milliseconds.
+        let bound = runsc::Timeouts::default().get("delete").unwrap_or_default()
+            + std::time::Duration::from_secs(10);
+        if tokio::time::timeout(bound, all).await.is_err() {
+            log::warn!("runsc cleanups did not finish in {bound:?}");
         }
         // The last container's TaskDelete is often still on its way.
         self.svc
