@@ -136,10 +136,13 @@ impl Mode {
     /// Whether `status` is what `process` of `container` can exit with:
     /// `true` gives 0; the exec mode's long-lived containers are SIGKILLed
     /// at the end. Under faults a process may also be SIGKILLed with its
-    /// sandbox (137) or lose its shim (255, containerd's code for that).
+    /// sandbox (137), lose its shim (255, containerd's code for that) or,
+    /// for an exec running in a sandbox that is killed, end with the
+    /// shim's 128 (its wait over the control socket fails with the
+    /// sandbox; 137 would say more).
     fn status_ok(self, faults: bool, container: &str, process: &str, status: i64) -> bool {
         match self {
-            _ if faults => [0, 137, 255].contains(&status),
+            _ if faults => [0, 128, 137, 255].contains(&status),
             Mode::Exec if container == process => status == 0 || status == 137,
             _ => status == 0,
         }
