@@ -187,3 +187,85 @@ fn a_privileged_container_runs_without_the_capabilities_runsc_lacks() {
     assert!(out.out().contains("CapEff"), "{}", out.out());
     c.stop_and_check();
 }
+
+// Seen in the soak: containerd restarted while a shim was in the middle of
+// a Create, and that shim, its sandbox and its gofer ran on with no task
+// containerd knew of.
+#[test]
+fn a_containerd_restart_during_a_create_leaves_no_shim_or_sandbox() {
+    let mut c = Containerd::start();
+    // A runsc whose `create` takes 6 s: containerd restarts meanwhile.
+    let runsc = which_runsc();
+    let slow = c.dir().join("slow-runsc");
+    fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = create ] && sleep 6; done\nexec {} \"$@\"\n",
+            runsc.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cfg = config(
+        &c,
+        "slow.toml",
+        &format!("binary_name = \"{}\"\n", slow.display()),
+    );
+    let fifo_dir = c.fifo_dir();
+    let mut run = c
+        .ctr_cmd()
+        .args([
+            "run",
+            "-d",
+            "--fifo-dir",
+            &fifo_dir,
+            "--runtime",
+            crate::RUNTIME,
+        ])
+        .args(["--runtime-config-path", &cfg])
+        .args([crate::IMAGE_REF, "restart1", "sleep", "1000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The shim is in `runsc create` when containerd goes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while c.shim_pids().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!c.shim_pids().is_empty(), "no shim started");
+    std::thread::sleep(Duration::from_secs(2));
+    c.restart();
+    let _ = run.wait();
+    // Whatever containerd made of it, a container it still knows is
+    // deleted the usual way; one it forgot must not live on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if c.task_status("restart1").is_some() {
+            let _ = c.ctr(&["tasks", "delete", "-f", "restart1"]);
+        }
+        if c.shim_pids().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a shim outlived the Create containerd forgot: {:?}\n{}",
+            c.shim_pids(),
+            c.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = c.ctr(&["containers", "delete", "restart1"]);
+    c.stop_and_check();
+}
+
+/// The runsc on PATH (the one the shim would run).
+fn which_runsc() -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("runsc"))
+                .find(|r| r.is_file())
+        })
+        .expect("runsc on PATH")
+}

@@ -11,6 +11,9 @@ use runsc::{control::Sandbox, ExitReceiver, WaitOpts};
 use tokio::task::JoinHandle;
 
 use super::{Service, COPY_AFTER_EXIT_TIMEOUT};
+
+/// How long a member whose wait failed waits for its sandbox's exit.
+const SANDBOX_EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::{
     container::Container,
     convert,
@@ -100,13 +103,16 @@ impl Service {
         p.io.drain(COPY_AFTER_EXIT_TIMEOUT).await;
         // After the start's event, before the delete's.
         let _turn = p.event_turn().await;
+        // Whether the sandbox is gone first: the kill it died of is counted
+        // by the time its exit is seen.
+        let sandbox_gone = self.sandbox_gone(c, status).await;
         let oom = p.is_init()
             && self.ooms.take(
                 c.sandbox_id(),
                 p.oom_baseline(),
                 c.oom_kills().await,
                 status,
-                self.sandbox_gone(c).await,
+                sandbox_gone,
             );
         // runsc reports a sandbox the kernel OOM-killed as failed.
         let status = if oom && status == exit_status::FAILED {
@@ -145,8 +151,12 @@ impl Service {
     }
 
     /// Whether the sandbox process of `c` has exited: the sandbox's own
-    /// exit, or (for a member) its sandbox's.
-    async fn sandbox_gone(&self, c: &Container) -> bool {
+    /// exit, or (for a member) its sandbox's. A member whose wait failed
+    /// (`status` FAILED) most often lost its sandbox, whose exit comes a
+    /// little later (a SIGKILLed sandbox first frees its memory): it is
+    /// awaited for a while, or an OOM kill the sandbox's exit reports first
+    /// would not be this member's too.
+    async fn sandbox_gone(&self, c: &Container, status: u32) -> bool {
         if !c.is_member() {
             return true;
         }
@@ -155,6 +165,11 @@ impl Service {
         };
         if sandbox.init.exit().is_some() {
             return true;
+        }
+        if status == exit_status::FAILED {
+            return tokio::time::timeout(SANDBOX_EXIT_GRACE, sandbox.init.wait())
+                .await
+                .is_ok();
         }
         let pid = sandbox.init.pid();
         !crate::blocking::blocking(move || Ok(crate::host::process_alive(pid)))
