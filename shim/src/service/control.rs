@@ -347,8 +347,17 @@ impl Service {
             self.shutdown_deferred.store(true, Ordering::SeqCst);
             return;
         }
+        // containerd shuts down a shim it believes runs nothing (after a
+        // restart: a shim whose task it does not know, its Create cut
+        // off): the Creates under way are undone as they end, and the
+        // last one's end shuts the shim down.
+        if self.inflight.abandon_all() {
+            self.shutdown_deferred.store(true, Ordering::SeqCst);
+            return;
+        }
         self.shutting_down.store(true, Ordering::SeqCst);
-        if self.creating.load(Ordering::SeqCst) > 0 {
+        if !self.inflight.is_empty() {
+            // A Create began after the check above: it goes on.
             self.shutting_down.store(false, Ordering::SeqCst);
             return;
         }

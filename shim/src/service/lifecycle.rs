@@ -140,7 +140,16 @@ impl Service {
     }
 
     pub(super) async fn delete(&self, req: api::DeleteRequest) -> Result<api::DeleteResponse> {
-        let c = self.container(&req.id)?;
+        let c = match self.container(&req.id) {
+            Ok(c) => c,
+            Err(e) => {
+                // Not created yet: containerd has given that Create up.
+                if req.exec_id.is_empty() {
+                    self.inflight.abandon(&req.id);
+                }
+                return Err(e);
+            }
+        };
         let p = c.process(&req.exec_id)?;
         // After the exit's event, and after a Delete already under way:
         // a second Delete (containerd sends one from the exit handler and

@@ -33,7 +33,7 @@ use std::{
     collections::HashMap,
     future::Future,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc, Mutex, MutexGuard,
     },
 };
@@ -68,8 +68,9 @@ pub struct Service {
     cleanups: Mutex<tokio::task::JoinSet<()>>,
     /// OOM kills reported per sandbox.
     ooms: OomLedger,
-    /// Creates in progress (Shutdown must not exit under them).
-    creating: AtomicUsize,
+    /// Creates under way (Shutdown must not exit under them; one that
+    /// came while they ran undoes them as they end).
+    inflight: create::InFlight,
     /// Set by a Shutdown that ends the shim: no new work is taken.
     shutting_down: AtomicBool,
     /// A Shutdown came while containers were left: the last Delete ends
@@ -136,7 +137,7 @@ impl TaskService {
                 reaper,
                 cleanups: Mutex::new(tokio::task::JoinSet::new()),
                 ooms: OomLedger::default(),
-                creating: AtomicUsize::new(0),
+                inflight: create::InFlight::default(),
                 shutting_down: AtomicBool::new(false),
                 shutdown_deferred: AtomicBool::new(false),
             }),

@@ -1,6 +1,6 @@
 //! One test per lifecycle rule the service keeps.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use containerd_shim::{
     api,
@@ -432,4 +432,32 @@ async fn a_shutdown_with_containers_left_ends_the_shim_at_the_last_delete() {
     tokio::time::timeout(Duration::from_secs(5), h.exit.wait())
         .await
         .expect("the last Delete did not end the shim");
+}
+
+#[tokio::test]
+async fn a_shutdown_during_a_create_undoes_it_and_ends_the_shim() {
+    // containerd restarted in the middle of a Create: it finds a shim whose
+    // task it does not know, sends Delete and Shutdown, and forgets it.
+    let h = Arc::new(Harness::new("").await);
+    h.set("slow-create");
+    let creating = {
+        let h = h.clone();
+        tokio::spawn(async move { h.create("gone1").await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.delete("gone1").await.map(drop), Err(Code::NOT_FOUND));
+    h.svc
+        .shutdown(&ctx(), api::ShutdownRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        creating.await.unwrap().map(drop),
+        Err(Code::FAILED_PRECONDITION)
+    );
+    tokio::time::timeout(Duration::from_secs(5), h.exit.wait())
+        .await
+        .expect("the shim did not end after the abandoned Create");
+    let calls = h.calls();
+    assert!(calls.contains("\ndelete "), "not undone: {calls}");
+    h.svc.finish_cleanups().await;
 }

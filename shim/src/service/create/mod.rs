@@ -12,14 +12,16 @@
 //!
 //! A [`Rollback`] records each step that leaves something behind; when a
 //! stage fails it undoes exactly those. A Create whose client gave up by
-//! the time it is done is undone as a Delete.
+//! the time it is done, or that containerd abandoned while it ran (a Delete
+//! of its id, a Shutdown: [`InFlight`]), is undone as a Delete.
 
+mod inflight;
 mod plan;
 mod rollback;
 
 use std::{
     path::Path,
-    sync::{atomic::Ordering, Arc},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -40,6 +42,7 @@ use crate::{
     sandbox_root, spec,
     state::State,
 };
+pub(super) use inflight::{Fate, InFlight};
 use plan::Plan;
 use rollback::Rollback;
 
@@ -57,32 +60,47 @@ impl Service {
         self: Arc<Self>,
         req: api::CreateTaskRequest,
     ) -> Result<api::CreateTaskResponse> {
-        // Counted before the check, so a Shutdown either sees this Create
+        // In flight before the check, so a Shutdown either sees this Create
         // or this Create sees the Shutdown.
-        self.creating.fetch_add(1, Ordering::SeqCst);
+        let ticket = self.inflight.begin(&req.id);
         if let Err(e) = self.accepting() {
-            self.creating.fetch_sub(1, Ordering::SeqCst);
+            self.inflight.end(ticket);
             return Err(e);
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let id = req.id.clone();
         let svc = self.clone();
         tokio::spawn(async move {
-            let res = svc.clone().create(req).await;
-            svc.creating.fetch_sub(1, Ordering::SeqCst);
-            if let Err(Ok(_)) = tx.send(res) {
-                log::warn!("create id={id} finished after its client gave up: undoing it");
-                let undo = api::DeleteRequest {
-                    id: id.clone(),
-                    ..Default::default()
-                };
-                if let Err(e) = svc.delete(undo).await {
-                    log::warn!("undo create id={id}: {e}");
-                }
+            let mut res = svc.clone().create(req).await;
+            let fate = svc.inflight.end(ticket);
+            if fate == Fate::Abandoned && res.is_ok() {
+                svc.undo_create(&id, "containerd gave it up while it ran")
+                    .await;
+                res = Err(Error::FailedPrecondition(format!(
+                    "create {id}: abandoned by a Delete or Shutdown while under way"
+                )));
             }
+            if let Err(Ok(_)) = tx.send(res) {
+                svc.undo_create(&id, "finished after its client gave up")
+                    .await;
+            }
+            // A Shutdown that came under this Create may end the shim now.
+            svc.shutdown_if_deferred();
         });
         rx.await
             .unwrap_or_else(|_| Err(Error::Other("create task ended without an answer".into())))
+    }
+
+    /// Deletes a container whose Create nobody waits for any more.
+    async fn undo_create(&self, id: &str, why: &str) {
+        log::warn!("create id={id} {why}: undoing it");
+        let undo = api::DeleteRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        if let Err(e) = self.delete(undo).await {
+            log::warn!("undo create id={id}: {e}");
+        }
     }
 
     async fn create(
