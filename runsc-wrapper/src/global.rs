@@ -311,15 +311,21 @@ impl Runsc {
     /// `runsc <global flags> <subcommand> <args>`, with the child set-up all
     /// runsc calls share, and the log this call writes. Stdio is left to
     /// the caller.
+    ///
+    /// A log whose directory is gone is left out: runsc refuses to run when
+    /// it cannot open its log, and a cleanup (a force delete) may run after
+    /// containerd removed the bundle the logs go to.
     pub(crate) fn command_for(&self, subcommand: &str, args: &[String]) -> (Command, CallLog) {
         let log = match &self.log {
-            Some(LogTarget::File(p)) => CallLog::Shared(p.clone()),
-            Some(LogTarget::PerCall(dir)) => {
+            Some(LogTarget::File(p)) if p.parent().is_none_or(Path::is_dir) => {
+                CallLog::Shared(p.clone())
+            }
+            Some(LogTarget::PerCall(dir)) if dir.is_dir() => {
                 let n = CALL_SEQ.fetch_add(1, Ordering::Relaxed);
                 let pid = std::process::id();
                 CallLog::Own(dir.join(format!("runsc-{subcommand}-{pid}-{n}.json")))
             }
-            None => CallLog::None,
+            Some(LogTarget::File(_) | LogTarget::PerCall(_)) | None => CallLog::None,
         };
         let mut cmd = Command::new(&self.command);
         cmd.args(self.global_args_with_log(log.path()))
@@ -443,5 +449,30 @@ mod tests {
         assert!(cmd
             .get_envs()
             .any(|(k, v)| k == NOTIFY_SOCKET && v.is_none()));
+    }
+
+    // Seen in the soak: containerd removed the bundle under a Create it
+    // had given up, and the undo's `runsc delete --force` died at once
+    // ("error opening log file"), leaving the sandbox running.
+    #[test]
+    fn a_log_whose_directory_is_gone_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let per_call = GlobalOpts::new()
+            .root("/r")
+            .log_per_call(dir.path())
+            .build();
+        let shared = GlobalOpts::new()
+            .root("/r")
+            .log(dir.path().join("runsc.log"))
+            .build();
+        let (_, log) = per_call.command_for("delete", &[]);
+        assert!(matches!(log, CallLog::Own(_)), "{log:?}");
+        let (_, log) = shared.command_for("delete", &[]);
+        assert!(matches!(log, CallLog::Shared(_)), "{log:?}");
+        drop(dir);
+        let (cmd, log) = per_call.command_for("delete", &["c1".into()]);
+        assert_eq!(log, CallLog::None);
+        assert_eq!(process_monitor::describe(&cmd), "runsc --root=/r delete c1");
+        assert_eq!(shared.command_for("delete", &[]).1, CallLog::None);
     }
 }
