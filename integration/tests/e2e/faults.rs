@@ -195,7 +195,7 @@ fn a_privileged_container_runs_without_the_capabilities_runsc_lacks() {
 fn a_containerd_restart_during_a_create_leaves_no_shim_or_sandbox() {
     let mut c = Containerd::start();
     // A runsc whose `create` takes 6 s: containerd restarts meanwhile.
-    let runsc = which_runsc();
+    let runsc = test_support::host::which("runsc").expect("runsc on PATH");
     let slow = c.dir().join("slow-runsc");
     fs::write(
         &slow,
@@ -261,15 +261,4 @@ fn a_containerd_restart_during_a_create_leaves_no_shim_or_sandbox() {
     }
     let _ = c.ctr(&["containers", "delete", "restart1"]);
     c.stop_and_check();
-}
-
-/// The runsc on PATH (the one the shim would run).
-fn which_runsc() -> std::path::PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("runsc"))
-                .find(|r| r.is_file())
-        })
-        .expect("runsc on PATH")
 }
