@@ -10,7 +10,7 @@
 //! `--workers N` (4), `--handlers ours,go,runc`, `--modes plain,exec`,
 //! `--faults-every N` (60; 0: no faults load), `--fault-seconds N` (the
 //! faults load's length, default `--seconds`), `--fault-kinds
-//! sandbox,gofer,shim,restart,stall,pause,hang` (default all, in turn),
+//! sandbox,gofer,shim,restart,stall,pause,hang,log` (default all, in turn),
 //! `--out FILE`.
 
 use std::{fs, time::Duration};

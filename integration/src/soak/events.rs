@@ -175,8 +175,12 @@ pub struct EventCheck {
     /// Inits whose exit containerd published again, as 137, when it
     /// cleaned up after their killed shim (containerd's `shim delete` path
     /// publishes an exit for any task not yet deleted): not counted in
-    /// [`EventCheck::repeated`] when shims were killed.
+    /// [`EventCheck::repeated`].
     pub again_after_dead_shim: usize,
+    /// Execs still running when their shim was killed: containerd
+    /// publishes an exit for the task's init only, so theirs never comes.
+    /// Not counted in [`EventCheck::lost`].
+    pub gone_with_shim: usize,
     /// Exits whose status the command cannot give.
     pub wrong_status: Vec<String>,
     /// Containers whose events came out of lifecycle order.
@@ -195,11 +199,11 @@ impl EventCheck {
 
 /// Checks `events`; `status_ok(container, process, status)` says whether
 /// an exit status is one that process's command can give; `dead_shims`
-/// that shims were killed during the run.
+/// are the containers whose shim was killed during the run.
 pub fn check(
     events: &[Event],
     status_ok: impl Fn(&str, &str, i64) -> bool,
-    dead_shims: bool,
+    dead_shims: &[String],
 ) -> EventCheck {
     let mut c = EventCheck::default();
     // (container, process) -> (started, exit statuses, a gap since the start)
@@ -239,10 +243,13 @@ pub fn check(
     }
     for ((container, process), (started, exits, gap)) in procs {
         let name = format!("{container}/{process}");
+        let shim_killed = dead_shims.iter().any(|d| d == container);
         let by_containerd =
-            dead_shims && container == process && exits.iter().skip(1).all(|s| *s == 137);
+            shim_killed && container == process && exits.iter().skip(1).all(|s| *s == 137);
         if started && exits.is_empty() && gap {
             c.unseen_in_gap += 1;
+        } else if started && exits.is_empty() && shim_killed && container != process {
+            c.gone_with_shim += 1;
         } else if started && exits.is_empty() {
             c.lost.push(name);
         } else if exits.len() > 1 && by_containerd {
@@ -318,7 +325,7 @@ mod tests {
             ev("/tasks/exit", "c", "c", Some(0)),
             ev("/tasks/start", "c", "c", None),
         ];
-        let c = check(&events, |_, _, s| s == 0, false);
+        let c = check(&events, |_, _, s| s == 0, &[]);
         assert_eq!(c.unseen_in_gap, 0);
         assert_eq!(c.containers, 3);
         assert_eq!(c.lost, ["b/b"]);
@@ -335,7 +342,7 @@ mod tests {
             Event::gap(),
             ev("/tasks/start", "b", "b", None),
         ];
-        let c = check(&events, |_, _, _| true, false);
+        let c = check(&events, |_, _, _| true, &[]);
         assert_eq!(c.unseen_in_gap, 1);
         assert_eq!(c.lost, ["b/b"]);
     }
@@ -349,10 +356,19 @@ mod tests {
             ev("/tasks/start", "a", "x", None),
             ev("/tasks/exit", "a", "x", Some(0)),
             ev("/tasks/exit", "a", "x", Some(137)),
+            ev("/tasks/start", "a", "y", None),
+            ev("/tasks/start", "b", "b", None),
+            ev("/tasks/start", "b", "z", None),
         ];
-        let c = check(&events, |_, _, _| true, true);
+        let c = check(&events, |_, _, _| true, &["a".to_string()]);
         assert_eq!(c.again_after_dead_shim, 1);
         assert_eq!(c.repeated, ["a/x"]);
-        assert_eq!(check(&events, |_, _, _| true, false).repeated.len(), 2);
+        // An exec running when its shim died gets no exit from containerd;
+        // one in a container whose shim lives is lost.
+        assert_eq!(c.gone_with_shim, 1);
+        assert_eq!(c.lost, ["b/b", "b/z"]);
+        let none = check(&events, |_, _, _| true, &[]);
+        assert_eq!(none.repeated.len(), 2);
+        assert_eq!(none.lost, ["a/y", "b/b", "b/z"]);
     }
 }

@@ -1,7 +1,8 @@
 //! Faults landed in the middle of a soak, one every interval, taking turns:
 //! a sandbox, a gofer or a shim SIGKILLed, containerd restarted or stopped
-//! for a while (its end of every shim's pipes and sockets unread), a busy
-//! container paused and resumed, one runsc call made to hang. Targets are
+//! for a while (its end of every shim's pipes and sockets unread), the
+//! shims' log pipes filled, a busy container paused and resumed, one runsc
+//! call made to hang. Targets are
 //! picked at random among this run's processes (a fixed seed, so a run can
 //! be repeated). What each did is logged for the report.
 
@@ -37,22 +38,27 @@ pub enum Fault {
     PauseResume,
     /// The next runsc call sleeps 20 s before it runs.
     HangRunsc,
+    /// Fill every shim's log FIFO (containerd stopped, so nothing drains
+    /// it) and SIGKILL a sandbox: its shim must report the exits with its
+    /// log pipe full. containerd continues after 5 s.
+    FillLogPipe,
 }
 
 impl Fault {
     /// Every fault, in the order they take turns.
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 8] = [
         Fault::KillSandbox,
         Fault::PauseResume,
         Fault::KillGofer,
         Fault::StallContainerd,
         Fault::KillShim,
         Fault::HangRunsc,
+        Fault::FillLogPipe,
         Fault::RestartContainerd,
     ];
 
     /// Parses a fault's short name: `sandbox`, `gofer`, `shim`,
-    /// `restart`, `stall`, `pause`, `hang`.
+    /// `restart`, `stall`, `pause`, `hang`, `log`.
     pub fn parse(s: &str) -> Option<Fault> {
         Some(match s {
             "sandbox" => Fault::KillSandbox,
@@ -62,6 +68,7 @@ impl Fault {
             "stall" => Fault::StallContainerd,
             "pause" => Fault::PauseResume,
             "hang" => Fault::HangRunsc,
+            "log" => Fault::FillLogPipe,
             _ => return None,
         })
     }
@@ -76,6 +83,7 @@ impl Fault {
             Fault::StallContainerd => "SIGSTOP containerd 5 s",
             Fault::PauseResume => "pause/resume a task",
             Fault::HangRunsc => "hang one runsc call 20 s",
+            Fault::FillLogPipe => "fill the shims' log pipes, SIGKILL a sandbox",
         }
     }
 }
@@ -105,6 +113,8 @@ pub struct Injector {
     flag: PathBuf,
     /// (seconds into the run, fault, what was done)
     pub log: Vec<(u64, Fault, String)>,
+    /// The containers whose shim was killed.
+    pub dead_shims: Vec<String>,
 }
 
 impl Injector {
@@ -116,6 +126,7 @@ impl Injector {
             rng: 0x5eed_5eed,
             flag,
             log: Vec::new(),
+            dead_shims: Vec::new(),
         }
     }
 
@@ -131,22 +142,29 @@ impl Injector {
             Fault::KillShim => {
                 let socket = places.socket.to_string_lossy().into_owned();
                 let pids = pids_matching(|cmd| cmd.contains(places.shim) && cmd.contains(&socket));
-                self.kill_pid(&pids)
+                if pids.is_empty() {
+                    "no target".to_string()
+                } else {
+                    let pid = pids[self.next(pids.len())];
+                    // Read before the kill: whose exits containerd will not send.
+                    if let Some(id) = shim_id(pid) {
+                        self.dead_shims.push(id);
+                    }
+                    self.kill_pid(&[pid])
+                }
             }
             Fault::RestartContainerd => {
                 c.restart();
                 "restarted".to_string()
             }
-            Fault::StallContainerd => match c.pid() {
-                Some(pid) => {
-                    let pid = Pid::from_raw(pid as i32);
-                    let _ = kill(pid, Signal::SIGSTOP);
-                    thread::sleep(Duration::from_secs(5));
-                    let _ = kill(pid, Signal::SIGCONT);
-                    format!("pid {pid}")
-                }
-                None => "containerd not running".into(),
-            },
+            Fault::StallContainerd => stalled(c, String::new),
+            Fault::FillLogPipe => stalled(c, || {
+                let filled = fill_log_pipes(&places.containerd_dir, places.namespace);
+                format!(
+                    "{filled} pipes filled, {}",
+                    self.kill_one("runsc-sandbox", places)
+                )
+            }),
             Fault::PauseResume => self.pause_resume(c),
             Fault::HangRunsc => match std::fs::write(&self.flag, "") {
                 Ok(()) => "flag set".into(),
@@ -211,4 +229,67 @@ impl Injector {
         let resumed = ctr(&["tasks", "resume", &id]);
         format!("{id}: paused {paused}, resumed {resumed}")
     }
+}
+
+/// The `-id` a shim process was started with (its container).
+fn shim_id(pid: i32) -> Option<String> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let at = args.iter().position(|a| a == "-id")?;
+    args.get(at + 1).cloned()
+}
+
+/// Runs `during` with containerd stopped (SIGSTOP), and 5 s of it, then
+/// lets containerd go on.
+fn stalled(c: &Containerd, during: impl FnOnce() -> String) -> String {
+    let Some(pid) = c.pid() else {
+        return "containerd not running".into();
+    };
+    let pid = Pid::from_raw(pid as i32);
+    let _ = kill(pid, Signal::SIGSTOP);
+    let started = std::time::Instant::now();
+    let what = during();
+    thread::sleep(Duration::from_secs(5).saturating_sub(started.elapsed()));
+    let _ = kill(pid, Signal::SIGCONT);
+    format!(
+        "containerd pid {pid}: stopped 5 s{}{what}",
+        if what.is_empty() { "" } else { "; " }
+    )
+}
+
+/// Writes into every shim log FIFO of `namespace` until it is full (the
+/// write would block); how many were filled. containerd copies what is
+/// there into its own log once it reads again.
+fn fill_log_pipes(containerd_dir: &Path, namespace: &str) -> usize {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let dir = containerd_dir
+        .join("state/io.containerd.runtime.v2.task")
+        .join(namespace);
+    let Ok(bundles) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let line = [b"soak: filling the shim log pipe\n".as_slice(); 128].concat();
+    let mut filled = 0;
+    for b in bundles.flatten() {
+        let open = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(b.path().join("log"));
+        let Ok(mut fifo) = open else { continue };
+        // A pipe holds 64 KiB by default, at most 1 MiB.
+        for _ in 0..(1 << 20) / line.len() + 1 {
+            match fifo.write(&line) {
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    filled += 1;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    filled
 }

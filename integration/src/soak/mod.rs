@@ -36,6 +36,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
 use serde_json::Value;
 use test_support::{
     containerd::{shim_dir, Containerd, LogLevel, RUNTIME},
@@ -47,6 +51,11 @@ use sample::{Places, Sample};
 
 /// The namespace containerd-stress works in.
 pub const NAMESPACE: &str = "stress";
+
+/// Below this much available host memory a load is stopped early (the Go
+/// shim leaks every container: 30 minutes of it would need far more than
+/// the host has).
+const MIN_AVAILABLE_MIB: u64 = 4096;
 
 /// What drives the containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +196,9 @@ pub struct Outcome {
     pub left: Vec<String>,
     /// The faults landed: seconds into the load, which, what it hit.
     pub faults: Vec<(u64, faults::Fault, String)>,
+    /// Why the load was stopped before its time (the host running out of
+    /// memory: the Go shim leaks every container's sandbox).
+    pub stopped_early: Option<String>,
 }
 
 /// The directory first on containerd's `PATH` for `handler`: the runtime
@@ -222,6 +234,7 @@ pub fn run(load: &Load, image: &str, work: &Path) -> Outcome {
         events: EventCheck::default(),
         left: Vec::new(),
         faults: Vec::new(),
+        stopped_early: None,
     };
     let runtime = match runtime_dir(load.handler, work) {
         Ok(d) => d,
@@ -234,7 +247,13 @@ pub fn run(load: &Load, image: &str, work: &Path) -> Outcome {
         Handler::Ours => vec![runtime, shim_dir()],
         Handler::GoShimRunsc | Handler::Runc => vec![runtime],
     };
-    let mut c = Containerd::start_at_level(&path, LogLevel::Info);
+    // Rates are measured at containerd's default level; a faults load logs
+    // every request and shim message, kept if something went wrong.
+    let level = match load.faults {
+        Some(_) => LogLevel::Debug,
+        None => LogLevel::Info,
+    };
+    let mut c = Containerd::start_at_level(&path, level);
     let mut places = Places {
         shim: load.handler.shim(),
         socket: c.socket().to_path_buf(),
@@ -309,6 +328,16 @@ pub fn run(load: &Load, image: &str, work: &Path) -> Outcome {
                 .push(sample::take(&places, start.elapsed().as_secs()));
             next += load.sample_every;
         }
+        if outcome.stopped_early.is_none() {
+            if let Some(avail) = sample::memory_available_mib().filter(|m| *m < MIN_AVAILABLE_MIB) {
+                // containerd-stress ends its run on SIGINT and prints its results.
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
+                outcome.stopped_early = Some(format!(
+                    "stopped after {} s: {avail} MiB of host memory left",
+                    start.elapsed().as_secs()
+                ));
+            }
+        }
         if start.elapsed() > bound {
             let _ = child.kill();
             let _ = child.wait();
@@ -339,23 +368,30 @@ pub fn run(load: &Load, image: &str, work: &Path) -> Outcome {
         thread::sleep(Duration::from_millis(500));
     }
     let _ = fs::remove_file(faults::hang_flag(work));
-    outcome.faults = injector.log;
     let faulted = load.faults.is_some();
     let seen = watch.finish();
-    let dead_shims = load.fault_kinds.contains(&faults::Fault::KillShim) && faulted;
     outcome.events = events::check(
         &seen,
         |c, p, s| load.mode.status_ok(faulted, c, p, s),
-        dead_shims,
+        &injector.dead_shims,
     );
     // Every event, for a look at what the check found.
     let log: String = seen.iter().map(|e| format!("{e:?}\n")).collect();
     let _ = fs::create_dir_all("target/soak-events")
         .and_then(|()| fs::write(format!("target/soak-events/{}.log", file_name(load)), log));
+    outcome.faults = injector.log;
     outcome.left = sweep(&c);
     let scrubbed = scrub::scrub(&places);
     if !scrubbed.is_empty() {
         eprintln!("soak: removed what the load left: {}", scrubbed.join(", "));
+    }
+    // containerd's log (its shims' with it) goes with its directory: kept
+    // when there is something to look into.
+    if !report::problems(&outcome).is_empty() {
+        let path = format!("target/soak-events/{}-containerd.log", file_name(load));
+        if fs::write(&path, c.log()).is_ok() {
+            eprintln!("soak: containerd's log kept in {path}");
+        }
     }
     drop(c);
     outcome

@@ -18,6 +18,9 @@ pub fn problems(o: &Outcome) -> Vec<String> {
     if let Some(e) = &o.error {
         p.push(e.clone());
     }
+    if let Some(why) = &o.stopped_early {
+        p.push(why.clone());
+    }
     match &o.stress {
         None => p.push("containerd-stress printed no result".into()),
         // A killed shim or sandbox fails the worker's calls: counted in the
@@ -48,15 +51,43 @@ pub fn problems(o: &Outcome) -> Vec<String> {
     if !nothing_held(&o.after) {
         p.push(format!("held after the load: {:?}", o.after));
     }
-    if !o.left.is_empty() {
-        let some: Vec<&str> = o.left.iter().take(5).map(String::as_str).collect();
+    let cut_off = cut_off_by_restart(o);
+    let left: Vec<&str> = o
+        .left
+        .iter()
+        .map(String::as_str)
+        .filter(|l| !cut_off.contains(l))
+        .collect();
+    if !left.is_empty() {
+        let some: Vec<&str> = left.iter().take(5).copied().collect();
         p.push(format!(
             "{} left in the namespace: {}",
-            o.left.len(),
+            left.len(),
             some.join(", ")
         ));
     }
     p
+}
+
+/// Containers left with no task after containerd was restarted: the
+/// client's own container delete was cut off by the restart (the task's
+/// delete, the shim's part, was done), so containerd kept the record.
+fn cut_off_by_restart(o: &Outcome) -> Vec<&str> {
+    let restarted = o
+        .faults
+        .iter()
+        .any(|(_, f, _)| *f == super::faults::Fault::RestartContainerd);
+    if !restarted {
+        return Vec::new();
+    }
+    o.left
+        .iter()
+        .filter(|l| {
+            l.strip_prefix("container ")
+                .is_some_and(|id| !o.left.iter().any(|t| *t == format!("task {id}")))
+        })
+        .map(String::as_str)
+        .collect()
 }
 
 /// Growth after warm-up: the samples after the first fifth of the run
@@ -148,7 +179,12 @@ pub fn markdown(outcomes: &[Outcome]) -> String {
             "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} of {} | {} |\n",
             o.load.handler.label(),
             mode_label(o),
-            o.load.duration.as_secs_f64() / 60.0,
+            // What ran: less than asked if the load was stopped early.
+            o.stress
+                .as_ref()
+                .and_then(|r| r.get("seconds")?.as_f64())
+                .unwrap_or(o.load.duration.as_secs_f64())
+                / 60.0,
             count(o, "total"),
             rate(o, "containersPerSecond"),
             execs,
@@ -206,10 +242,12 @@ fn faults(o: &Outcome) -> String {
     let mut m = String::new();
     if !o.faults.is_empty() {
         m += &format!(
-            "\nFaults landed ({} of them; exits of processes started before a restart of containerd and not seen after it: {}; inits whose exit containerd published again after their shim was killed: {}):\n\n",
+            "\nFaults landed ({} of them; exits of processes started before a restart of containerd and not seen after it: {}; inits whose exit containerd published again after their shim was killed: {}; execs running when their shim was killed, whose exit containerd never publishes: {}; containers whose client's delete a restart cut off, left with no task: {}):\n\n",
             o.faults.len(),
             o.events.unseen_in_gap,
-            o.events.again_after_dead_shim
+            o.events.again_after_dead_shim,
+            o.events.gone_with_shim,
+            cut_off_by_restart(o).len()
         );
         for (at, fault, what) in &o.faults {
             m += &format!("- {at} s: {}: {what}\n", fault.label());
@@ -240,7 +278,10 @@ pub fn json(outcomes: &[Outcome]) -> Value {
                     },
                     "left": o.left,
                     "faults": o.faults.iter().map(|(at, f, what)| json!({"at_s": at, "fault": f.label(), "what": what})).collect::<Vec<_>>(),
+                    "stopped_early": o.stopped_early,
                     "unseen_in_gap": o.events.unseen_in_gap,
+                    "again_after_dead_shim": o.events.again_after_dead_shim,
+                    "gone_with_shim": o.events.gone_with_shim,
                     "problems": problems(o),
                 })
             })

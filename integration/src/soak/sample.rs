@@ -115,6 +115,14 @@ impl Sample {
     }
 }
 
+/// The host's `MemAvailable`, in MiB.
+pub fn memory_available_mib() -> Option<u64> {
+    let meminfo = fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
 /// Reads every figure now.
 pub fn take(places: &Places, at_s: u64) -> Sample {
     let socket = places.socket.to_string_lossy().into_owned();
