@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::{Service, COPY_AFTER_EXIT_TIMEOUT};
 
-/// How long a member whose wait failed waits for its sandbox's exit.
+/// How long a process whose wait failed waits for its sandbox's exit.
 const SANDBOX_EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::{
     container::Container,
@@ -104,8 +104,15 @@ impl Service {
         // After the start's event, before the delete's.
         let _turn = p.event_turn().await;
         // Whether the sandbox is gone first: the kill it died of is counted
-        // by the time its exit is seen.
-        let sandbox_gone = self.sandbox_gone(c, status).await;
+        // by the time its exit is seen. Asked only where it matters (an
+        // exec's own exit costs nothing more).
+        let sandbox_gone = if p.is_init() && !c.is_member() {
+            true
+        } else if p.is_init() || status == exit_status::FAILED {
+            self.sandbox_exited(c, status).await
+        } else {
+            false
+        };
         let oom = p.is_init()
             && self.ooms.take(
                 c.sandbox_id(),
@@ -114,8 +121,9 @@ impl Service {
                 status,
                 sandbox_gone,
             );
-        // runsc reports a sandbox the kernel OOM-killed as failed.
-        let status = if oom && status == exit_status::FAILED {
+        // A wait that failed because the sandbox died (the kernel's OOM
+        // killer, a SIGKILL): the process was killed with it.
+        let status = if status == exit_status::FAILED && (oom || sandbox_gone) {
             exit_status::KILLED
         } else {
             status
@@ -150,17 +158,14 @@ impl Service {
             .await;
     }
 
-    /// Whether the sandbox process of `c` has exited: the sandbox's own
-    /// exit, or (for a member) its sandbox's. A member whose wait failed
-    /// (`status` FAILED) most often lost its sandbox, whose exit comes a
-    /// little later (a SIGKILLed sandbox first frees its memory): it is
-    /// awaited for a while, or an OOM kill the sandbox's exit reports first
-    /// would not be this member's too.
-    async fn sandbox_gone(&self, c: &Container, status: u32) -> bool {
-        if !c.is_member() {
-            return true;
-        }
-        let Some(sandbox) = self.containers().get(c.sandbox_id()).cloned() else {
+    /// Whether the sandbox `c` runs in (its own, or its pod's) has exited.
+    /// A wait that failed (`status` FAILED) most often lost its sandbox,
+    /// whose exit comes a little later (a SIGKILLed sandbox first frees its
+    /// memory): it is awaited for a while, or an OOM kill the sandbox's
+    /// exit reports first would not be this process's too.
+    async fn sandbox_exited(&self, c: &Container, status: u32) -> bool {
+        let id = if c.is_member() { c.sandbox_id() } else { &c.id };
+        let Some(sandbox) = self.containers().get(id).cloned() else {
             return true;
         };
         if sandbox.init.exit().is_some() {
