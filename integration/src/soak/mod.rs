@@ -52,11 +52,6 @@ use sample::{Places, Sample};
 /// The namespace containerd-stress works in.
 pub const NAMESPACE: &str = "stress";
 
-/// Below this much available host memory a load is stopped early (the Go
-/// shim leaks every container: 30 minutes of it would need far more than
-/// the host has).
-const MIN_AVAILABLE_MIB: u64 = 4096;
-
 /// What drives the containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handler {
@@ -329,11 +324,11 @@ pub fn run(load: &Load, image: &str, work: &Path) -> Outcome {
             next += load.sample_every;
         }
         if outcome.stopped_early.is_none() {
-            if let Some(avail) = sample::memory_available_mib().filter(|m| *m < MIN_AVAILABLE_MIB) {
+            if let Some(why) = sample::host_short() {
                 // containerd-stress ends its run on SIGINT and prints its results.
                 let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
                 outcome.stopped_early = Some(format!(
-                    "stopped after {} s: {avail} MiB of host memory left",
+                    "stopped after {} s: {why}",
                     start.elapsed().as_secs()
                 ));
             }

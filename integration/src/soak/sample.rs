@@ -115,12 +115,36 @@ impl Sample {
     }
 }
 
-/// The host's `MemAvailable`, in MiB.
-pub fn memory_available_mib() -> Option<u64> {
+/// Why the host cannot take much more, if it cannot: under 4 GiB of
+/// memory available, or threads at half of `pid_max` (every process and
+/// thread takes a pid: beyond it nothing on the host can fork).
+pub fn host_short() -> Option<String> {
     let meminfo = fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
+    let kib: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    if kib < 4 << 20 {
+        return Some(format!("{} MiB of host memory left", kib >> 10));
+    }
+    // The fourth field of loadavg: running/total scheduling entities.
+    let loadavg = fs::read_to_string("/proc/loadavg").ok()?;
+    let threads: u64 = loadavg
+        .split_whitespace()
+        .nth(3)?
+        .split('/')
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let pid_max: u64 = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (threads > pid_max / 2).then(|| format!("{threads} threads on the host, pid_max {pid_max}"))
 }
 
 /// Reads every figure now.
