@@ -102,10 +102,20 @@ impl Runsc {
     }
 
     /// `runsc delete [--force] <id>`.
+    ///
+    /// A delete whose log directory went away under it (containerd removes
+    /// a bundle it has given up while the shim cleans up after it) is run
+    /// again without `--log`: runsc died opening the log, deleting nothing.
     pub async fn delete(&self, id: &str, opts: DeleteOpts) -> Result<()> {
-        self.capture("delete", id, &with_id(opts.args(), id), None)
-            .await
-            .map(drop)
+        let args = with_id(opts.args(), id);
+        match self.capture("delete", id, &args, None).await {
+            Err(_) if self.log_dir_gone() => self
+                .without_log()
+                .capture("delete", id, &args, None)
+                .await
+                .map(drop),
+            r => r.map(drop),
+        }
     }
 
     /// `runsc exec --process=<tmp.json> [opts] <id>`.

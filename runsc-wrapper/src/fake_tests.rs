@@ -464,3 +464,33 @@ async fn flags_are_cached_on_disk_for_other_processes() {
     let calls = fs::read_to_string(fake.path("flag-calls")).unwrap();
     assert_eq!(calls.lines().count(), 1, "asked runsc twice");
 }
+
+// Seen in the soak: containerd removed the bundle (where the per-call logs
+// go) just as the shim's `runsc delete` of a Create it had given up
+// started; runsc died opening its log and the sandbox was left.
+#[tokio::test]
+async fn a_delete_whose_log_directory_went_away_under_it_runs_again_without_it() {
+    let fake = Fake::new("echo \"$@\" >> \"$dir/calls\"\nexit 0");
+    let logs = fake.path("bundle");
+    fs::create_dir(&logs).unwrap();
+    // With a log: remove its directory, then fail as runsc does.
+    test_support::host::write_script(
+        &fake.path("runsc"),
+        &format!(
+            "#!/bin/sh\necho \"$@\" >> {calls}\ncase \"$*\" in *--log=*) rm -rf {logs}; exit 128;; esac\nexit 0\n",
+            calls = fake.path("calls").display(),
+            logs = logs.display()
+        ),
+    );
+    let r = GlobalOpts::new()
+        .command(fake.path("runsc"))
+        .root(fake.path("root"))
+        .log_per_call(&logs)
+        .build();
+    r.delete("c1", DeleteOpts { force: true }).await.unwrap();
+    let calls = fs::read_to_string(fake.path("calls")).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls[0].contains("--log="), "{calls:?}");
+    assert!(!calls[1].contains("--log"), "{calls:?}");
+}

@@ -262,6 +262,15 @@ impl Runsc {
         self.log.as_ref()
     }
 
+    /// Whether `--log` is set to a directory that is no longer there.
+    pub(crate) fn log_dir_gone(&self) -> bool {
+        match &self.log {
+            Some(LogTarget::File(p)) => p.parent().is_some_and(|d| !d.is_dir()),
+            Some(LogTarget::PerCall(dir)) => !dir.is_dir(),
+            None => false,
+        }
+    }
+
     /// The deadlines in force.
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
@@ -317,15 +326,14 @@ impl Runsc {
     /// containerd removed the bundle the logs go to.
     pub(crate) fn command_for(&self, subcommand: &str, args: &[String]) -> (Command, CallLog) {
         let log = match &self.log {
-            Some(LogTarget::File(p)) if p.parent().is_none_or(Path::is_dir) => {
-                CallLog::Shared(p.clone())
-            }
-            Some(LogTarget::PerCall(dir)) if dir.is_dir() => {
+            _ if self.log_dir_gone() => CallLog::None,
+            Some(LogTarget::File(p)) => CallLog::Shared(p.clone()),
+            Some(LogTarget::PerCall(dir)) => {
                 let n = CALL_SEQ.fetch_add(1, Ordering::Relaxed);
                 let pid = std::process::id();
                 CallLog::Own(dir.join(format!("runsc-{subcommand}-{pid}-{n}.json")))
             }
-            Some(LogTarget::File(_) | LogTarget::PerCall(_)) | None => CallLog::None,
+            None => CallLog::None,
         };
         let mut cmd = Command::new(&self.command);
         cmd.args(self.global_args_with_log(log.path()))

@@ -228,6 +228,18 @@ async fn delete(namespace: &str, id: &str, bundle: &Bundle) -> crate::Result<Del
     // that delete back on the client's path). Only a dead server's
     // leftovers are ours to remove.
     let server_alive = server_alive(bundle);
+    if !server_alive && sandbox {
+        // A server killed in the middle of a Create leaves its `runsc
+        // create` (and the gofer and sandbox it starts) running on, maybe
+        // before runsc wrote any state: they would outlive this delete.
+        // Everything run with this sandbox's own root is this container's.
+        let arg = format!("--root={root}");
+        let _ = crate::blocking::blocking(move || {
+            kill_and_wait(&crate::host::pids_with_arg(&arg));
+            Ok(())
+        })
+        .await;
+    }
     if !server_alive && runsc::control::state::exists(Path::new(&root), id) {
         reaper::reap_children()?;
         let reaper = Reaper::start().await?;
@@ -261,6 +273,20 @@ async fn delete(namespace: &str, id: &str, bundle: &Bundle) -> crate::Result<Del
     resp.exit_status = crate::process::exit_status::KILLED;
     resp.exited_at = Some(crate::convert::now()).into();
     Ok(resp)
+}
+
+/// SIGKILLs `pids` and waits (up to 5 s) until they are gone.
+fn kill_and_wait(pids: &[i32]) {
+    use nix::{sys::signal, unistd::Pid};
+    for &pid in pids {
+        let _ = signal::kill(Pid::from_raw(pid), signal::Signal::SIGKILL);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while pids.iter().any(|p| crate::host::process_alive(*p as u32))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// The spec's `linux.cgroupsPath`, if the bundle's spec can be read.

@@ -9,6 +9,20 @@ pub fn process_alive(pid: u32) -> bool {
             .unwrap_or(false)
 }
 
+/// The host processes with `arg` among their arguments.
+pub fn pids_with_arg(arg: &str) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+        })
+        .collect()
+}
+
 /// Whether a process with this pid runs on the host.
 pub fn has_pid(pid: i32) -> bool {
     std::path::Path::new("/proc").join(pid.to_string()).exists()

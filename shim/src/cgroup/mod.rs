@@ -294,8 +294,10 @@ pub fn add_pid(path: &str, pid: u32) -> Result<()> {
 /// Removes the cgroup runsc made for a container at `path` (the spec's
 /// absolute `cgroupsPath`) in every hierarchy where it is left and empty:
 /// runsc leaves it when its create was cut short, or when a pod member is
-/// deleted after its sandbox went. Blocking (a few short tries: v1's memory
-/// controller says busy for a moment after the last process left). A
+/// deleted after its sandbox went. Blocking: tries for up to 5 s, as v1's
+/// memory controller says busy for a moment after the last process left,
+/// and a sandbox killed a moment ago may still be exiting (the soak's
+/// shim kill left a cgroup when this gave up after 200 ms). A
 /// systemd-style or relative path is left alone.
 pub fn remove_leftover(path: &std::path::Path) {
     let Ok(rel) = path.strip_prefix("/") else {
@@ -315,7 +317,7 @@ pub fn remove_leftover(path: &std::path::Path) {
         .chain(hierarchies.flatten().map(|h| h.path().join(rel)))
         .filter(|d| d.is_dir())
         .collect();
-    for _ in 0..10 {
+    for _ in 0..250 {
         left.retain(|d| std::fs::remove_dir(d).is_err() && d.is_dir());
         if left.is_empty() {
             return;
