@@ -116,11 +116,17 @@ impl Service {
 
     pub(super) async fn pids(&self, req: api::PidsRequest) -> Result<api::PidsResponse> {
         let c = self.container(&req.id)?;
-        let pids = c
-            .runsc
-            .ps(&c.id)
-            .await
-            .map_err(|e| Error::runsc(format!("list processes of {}", c.id), e))?;
+        let pids = match c.runsc.ps(&c.id).await {
+            Ok(pids) => pids,
+            // A sandbox that died a moment ago, its exit not handled yet:
+            // the init is still listed (below), so that containerd waits
+            // for that exit rather than take the shim for a leaked one.
+            Err(e) if c.init.pid() != 0 && c.init.exit().is_none() => {
+                log::debug!("list processes of {}: {e}", c.id);
+                Vec::new()
+            }
+            Err(e) => return Err(Error::runsc(format!("list processes of {}", c.id), e)),
+        };
         // (pid in the sandbox, exec id, pid Start and State report)
         let execs: Vec<(Option<i32>, String, u32)> = c
             .execs()
@@ -172,7 +178,19 @@ impl Service {
                 }
                 Some(info)
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // Before its process runs (created, or its start under way) runsc
+        // lists nothing; the init is there all the same, as runc's is.
+        // containerd, loading shims after a restart, takes a shim whose
+        // task lists no process for a leaked one and abandons it.
+        let processes = if processes.is_empty() && c.init.pid() != 0 && c.init.exit().is_none() {
+            vec![containerd_shim::protos::types::task::ProcessInfo {
+                pid: c.init.pid(),
+                ..Default::default()
+            }]
+        } else {
+            processes
+        };
         Ok(api::PidsResponse {
             processes,
             ..Default::default()
