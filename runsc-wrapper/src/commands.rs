@@ -101,6 +101,18 @@ impl Runsc {
         exit_code_or_error(out)
     }
 
+    /// The command line of `runsc delete` for `id` without `--log`, to run
+    /// in a process that is not this client's (one that outlives the
+    /// caller): the program, then its arguments.
+    pub fn delete_command_line(&self, id: &str, opts: DeleteOpts) -> Vec<std::ffi::OsString> {
+        let (cmd, _) = self
+            .without_log()
+            .command_for("delete", &with_id(opts.args(), id));
+        std::iter::once(cmd.get_program().to_os_string())
+            .chain(cmd.get_args().map(std::ffi::OsStr::to_os_string))
+            .collect()
+    }
+
     /// `runsc delete [--force] <id>`.
     ///
     /// A delete whose log directory went away under it (containerd removes

@@ -52,6 +52,7 @@ pub mod blocking;
 pub mod bootstrap;
 pub mod bundle;
 pub mod cgroup;
+pub mod cleanup;
 pub mod cli;
 pub mod client;
 pub mod container;
@@ -79,3 +80,6 @@ pub use error::{Error, Result};
 
 /// The runtime name containerd knows this shim by.
 pub const RUNTIME_NAME: &str = "io.containerd.runsc.v1";
+
+/// The binary containerd runs for [`RUNTIME_NAME`].
+pub const BINARY_NAME: &str = "containerd-shim-runsc-v1";

@@ -1,9 +1,9 @@
 //! containerd runs `containerd-shim-runsc-v1` for the `io.containerd.runsc.v1` runtime.
 
-use containerd_shim_runsc::{bootstrap, cli, RUNTIME_NAME};
+use containerd_shim_runsc::{bootstrap, cleanup, cli, RUNTIME_NAME};
 
 fn main() {
-    if let Some(code) = cli::answer_if_asked() {
+    if let Some(code) = cli::answer_if_asked().or_else(cleanup::run_if_asked) {
         std::process::exit(code);
     }
     // One malloc arena: each thread would otherwise get its own, whose

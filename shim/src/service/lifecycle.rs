@@ -235,18 +235,22 @@ impl Service {
     /// Force-deletes `c` in runsc and removes its leftovers as a cleanup the
     /// shim waits for before it exits.
     fn delete_in_background(&self, c: &Container) {
-        let r = c.runsc.without_log();
+        let leftovers = crate::cleanup::Leftovers {
+            delete: c
+                .runsc
+                .delete_command_line(&c.id, DeleteOpts { force: true }),
+            root: c.runsc_root.clone(),
+            cgroups: c.cgroups_path.clone(),
+        };
+        let monitor = self.monitor();
         let id = c.id.clone();
-        let root = c.runsc_root.clone();
-        let cgroups = c.cgroups_path.clone();
         self.cleanups
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .spawn(async move {
-                if let Err(e) = r.delete(&id, DeleteOpts { force: true }).await {
-                    log::warn!("runsc delete id={id}: {e}");
+                if !leftovers.remove_apart(&monitor).await {
+                    log::warn!("runsc delete id={id} failed");
                 }
-                sandbox_root::remove_leftovers(Some(root), cgroups).await;
             });
     }
 }
