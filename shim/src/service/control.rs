@@ -382,6 +382,11 @@ impl Service {
         self.exit.signal();
     }
 
+    /// Whether the shim has no container and no Create under way.
+    pub(super) fn serves_nothing(&self) -> bool {
+        self.containers().is_empty() && self.inflight.is_empty()
+    }
+
     /// Ends the shim after a Delete when a Shutdown was put off until no
     /// container was left.
     pub(super) fn shutdown_if_deferred(&self) {

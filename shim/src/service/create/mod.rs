@@ -84,7 +84,13 @@ impl Service {
                 svc.undo_create(&id, "finished after its client gave up")
                     .await;
             }
-            // A Shutdown that came under this Create may end the shim now.
+            // A Shutdown that came under this Create may end the shim now;
+            // so does an abandoned Create that leaves it serving nothing
+            // (containerd, restarted, may have taken the shim back before
+            // the undo, and will find its task gone).
+            if fate == Fate::Abandoned && svc.serves_nothing() {
+                svc.shutdown();
+            }
             svc.shutdown_if_deferred();
         });
         rx.await
