@@ -353,6 +353,9 @@ pub fn run(load: &Load, image: &str, work: &Path) -> Outcome {
         }
     }
     outcome.stress = serde_json::from_str(out.trim()).ok();
+    // What the client left (a restart cuts its calls off) is deleted the
+    // usual way first; what is held after that is the handler's.
+    outcome.left = sweep(&c);
     // containerd runs `shim delete` and shims exit after their last task.
     let settle = Instant::now();
     loop {
@@ -375,7 +378,6 @@ pub fn run(load: &Load, image: &str, work: &Path) -> Outcome {
     let _ = fs::create_dir_all("target/soak-events")
         .and_then(|()| fs::write(format!("target/soak-events/{}.log", file_name(load)), log));
     outcome.faults = injector.log;
-    outcome.left = sweep(&c);
     let scrubbed = scrub::scrub(&places);
     if !scrubbed.is_empty() {
         eprintln!("soak: removed what the load left: {}", scrubbed.join(", "));
