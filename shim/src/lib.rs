@@ -32,6 +32,8 @@
 //! - [`rewrite`]: what the shim changes in a spec before runsc reads it.
 //! - [`client`]: the runsc client a container uses and its flags.
 //! - [`sandbox_root`]: a sandbox's runsc root, its removal and its mark.
+//! - [`cleanup`]: a sandbox's last cleanup, in a process that outlives the
+//!   shim (`-runsc-shim-cleanup`).
 //! - [`reaper`]: the subreaper's monitor every child is spawned through.
 //! - [`portforward`]: `kubectl port-forward` into a gVisor pod.
 //! - [`host`]: host processes seen through `/proc`; the shim's OOM score.
