@@ -109,7 +109,7 @@ impl Service {
         let sandbox_gone = if p.is_init() && !c.is_member() {
             true
         } else if p.is_init() || status == exit_status::FAILED {
-            self.sandbox_exited(c, status).await
+            self.sandbox_exited(c, p, status).await
         } else {
             false
         };
@@ -159,11 +159,11 @@ impl Service {
     }
 
     /// Whether the sandbox `c` runs in (its own, or its pod's) has exited.
-    /// A wait that failed (`status` FAILED) most often lost its sandbox,
+    /// An init's wait that failed (`status` FAILED) most often lost its sandbox,
     /// whose exit comes a little later (a SIGKILLed sandbox first frees its
     /// memory): it is awaited for a while, or an OOM kill the sandbox's
     /// exit reports first would not be this process's too.
-    async fn sandbox_exited(&self, c: &Container, status: u32) -> bool {
+    async fn sandbox_exited(&self, c: &Container, p: &Process, status: u32) -> bool {
         let id = if c.is_member() { c.sandbox_id() } else { &c.id };
         let Some(sandbox) = self.containers().get(id).cloned() else {
             return true;
@@ -171,7 +171,9 @@ impl Service {
         if sandbox.init.exit().is_some() {
             return true;
         }
-        if status == exit_status::FAILED {
+        // Only an init waits: an exec's exit is not held up (a failed wait
+        // in a live sandbox would cost its ExecSync the whole grace).
+        if status == exit_status::FAILED && p.is_init() {
             return tokio::time::timeout(SANDBOX_EXIT_GRACE, sandbox.init.wait())
                 .await
                 .is_ok();
