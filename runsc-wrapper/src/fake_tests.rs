@@ -470,18 +470,12 @@ async fn flags_are_cached_on_disk_for_other_processes() {
 // started; runsc died opening its log and the sandbox was left.
 #[tokio::test]
 async fn a_delete_whose_log_directory_went_away_under_it_runs_again_without_it() {
-    let fake = Fake::new("echo \"$@\" >> \"$dir/calls\"\nexit 0");
+    // With a log: remove its directory, then fail as runsc does.
+    let fake = Fake::new(
+        "echo \"$@\" >> \"$dir/calls\"\ncase \"$*\" in *--log=*) rm -rf \"$dir/bundle\"; exit 128;; esac\nexit 0",
+    );
     let logs = fake.path("bundle");
     fs::create_dir(&logs).unwrap();
-    // With a log: remove its directory, then fail as runsc does.
-    test_support::host::write_script(
-        &fake.path("runsc"),
-        &format!(
-            "#!/bin/sh\necho \"$@\" >> {calls}\ncase \"$*\" in *--log=*) rm -rf {logs}; exit 128;; esac\nexit 0\n",
-            calls = fake.path("calls").display(),
-            logs = logs.display()
-        ),
-    );
     let r = GlobalOpts::new()
         .command(fake.path("runsc"))
         .root(fake.path("root"))
