@@ -20,6 +20,17 @@ use serde::{Deserialize, Serialize};
 /// The flag that makes this binary run a cleanup instead of a shim.
 pub const FLAG: &str = "-runsc-shim-cleanup";
 
+/// Where a sandbox's last cleanup runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupIn {
+    /// A process of its own: this binary again with [`FLAG`], which must
+    /// therefore be the shim's binary.
+    OwnProcess,
+    /// This process, off the runtime thread: for a service hosted by some
+    /// other binary (the service tests), which would not know [`FLAG`].
+    ThisProcess,
+}
+
 /// What is left of a sandbox once its Delete answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Leftovers {
@@ -52,11 +63,10 @@ impl Leftovers {
         deleted
     }
 
-    /// Removes them in a process that outlives this one, and waits for
-    /// it. Where this is not the shim's binary (the service tests), in
-    /// this process, off the runtime thread.
-    pub async fn remove_apart(self, monitor: &Arc<dyn ProcessMonitor>) -> bool {
-        if !is_shim_binary() {
+    /// Removes them where `place` says, and waits: in a process that
+    /// outlives this one, or in this process off the runtime thread.
+    pub async fn remove_apart(self, monitor: &Arc<dyn ProcessMonitor>, place: CleanupIn) -> bool {
+        if place == CleanupIn::ThisProcess {
             return crate::blocking::blocking(move || Ok(self.remove()))
                 .await
                 .unwrap_or(false);
@@ -83,14 +93,6 @@ impl Leftovers {
             }
         }
     }
-}
-
-/// Whether this process runs the shim's binary.
-fn is_shim_binary() -> bool {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .is_some_and(|n| n.starts_with(crate::BINARY_NAME))
 }
 
 /// Runs the cleanup this command line asks for, if it asks for one: the

@@ -14,7 +14,9 @@ use containerd_shim::{
     Flags,
 };
 
-use crate::{events::Events, reaper, reaper::Reaper, service::TaskService, Error, Result};
+use crate::{
+    cleanup::CleanupIn, events::Events, reaper, reaper::Reaper, service::TaskService, Error, Result,
+};
 
 /// The task service's ttrpc name in task API v2, as containerd-shim-protos
 /// registers it.
@@ -60,6 +62,7 @@ pub async fn serve(flags: &Flags, bundle: &Path) -> Result<()> {
         &flags.namespace,
         exit.clone(),
         reaper,
+        CleanupIn::OwnProcess,
     );
     let Some(listener) = listen(&flags.socket, bundle).await? else {
         started();

@@ -243,12 +243,13 @@ impl Service {
             cgroups: c.cgroups_path.clone(),
         };
         let monitor = self.monitor();
+        let place = self.cleanup_in;
         let id = c.id.clone();
         self.cleanups
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .spawn(async move {
-                if !leftovers.remove_apart(&monitor).await {
+                if !leftovers.remove_apart(&monitor, place).await {
                     log::warn!("runsc delete id={id} failed");
                 }
             });

@@ -47,6 +47,7 @@ use containerd_shim::{
 };
 
 use crate::{
+    cleanup::CleanupIn,
     container::{Container, OomLedger},
     error::{Error, Result},
     events::Events,
@@ -71,6 +72,8 @@ pub struct Service {
     /// Creates under way (Shutdown must not exit under them; one that
     /// came while they ran undoes them as they end).
     inflight: create::InFlight,
+    /// Where a sandbox's last cleanup runs.
+    cleanup_in: CleanupIn,
     /// Set by a Shutdown that ends the shim: no new work is taken.
     shutting_down: AtomicBool,
     /// A Shutdown came while containers were left: the last Delete ends
@@ -126,8 +129,15 @@ pub struct TaskService {
 }
 
 impl TaskService {
-    /// A service publishing to `events`, signalling `exit` on Shutdown.
-    pub fn new(events: Events, namespace: &str, exit: Arc<ExitSignal>, reaper: Reaper) -> Self {
+    /// A service publishing to `events`, signalling `exit` on Shutdown,
+    /// running sandboxes' last cleanups where `cleanup_in` says.
+    pub fn new(
+        events: Events,
+        namespace: &str,
+        exit: Arc<ExitSignal>,
+        reaper: Reaper,
+        cleanup_in: CleanupIn,
+    ) -> Self {
         TaskService {
             svc: Arc::new(Service {
                 containers: Mutex::new(HashMap::new()),
@@ -138,6 +148,7 @@ impl TaskService {
                 cleanups: Mutex::new(tokio::task::JoinSet::new()),
                 ooms: OomLedger::default(),
                 inflight: create::InFlight::default(),
+                cleanup_in,
                 shutting_down: AtomicBool::new(false),
                 shutdown_deferred: AtomicBool::new(false),
             }),

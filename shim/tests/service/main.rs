@@ -25,7 +25,9 @@ use containerd_shim::{
         ttrpc::{r#async::TtrpcContext, Code},
     },
 };
-use containerd_shim_runsc::{events::Events, reaper::Reaper, service::TaskService};
+use containerd_shim_runsc::{
+    cleanup::CleanupIn, events::Events, reaper::Reaper, service::TaskService,
+};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub const SIGKILL: u32 = 9;
@@ -135,7 +137,7 @@ impl Harness {
         let reaper = Reaper::start().await.unwrap();
         let (events, rx) = Events::recording("test");
         let exit = Arc::new(ExitSignal::default());
-        let svc = TaskService::new(events, "test", exit.clone(), reaper);
+        let svc = TaskService::new(events, "test", exit.clone(), reaper, CleanupIn::ThisProcess);
         Harness {
             dir,
             svc,
