@@ -17,6 +17,8 @@ use crate::{cri::cri_config, image};
 
 mod teardown;
 
+pub use teardown::Removed;
+
 /// Where shim sockets live (fixed by the shim protocol).
 pub const SOCKET_DIR: &str = "/run/containerd/s";
 

@@ -11,9 +11,15 @@
 //! `--faults-every N` (60; 0: no faults load), `--fault-seconds N` (the
 //! faults load's length, default `--seconds`), `--fault-kinds
 //! sandbox,gofer,shim,restart,stall,pause,hang,log` (default all, in turn),
-//! `--out FILE`.
+//! `--out FILE`, `--keep DIR` (each load's events, and containerd's log of
+//! a load with a problem; default `soak-events` beside `--out`, or in the
+//! working directory without it).
 
-use std::{fs, time::Duration};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use integration::soak::{self, faults::Fault, report, Handler, Load, Mode};
 use test_support::{image::write_image_layout, registry::Registry};
@@ -26,7 +32,8 @@ fn main() {
     let mut workers = 4;
     let mut handlers = vec![Handler::Ours, Handler::GoShimRunsc, Handler::Runc];
     let mut modes = vec![Mode::Plain, Mode::Exec];
-    let mut out = None;
+    let mut out: Option<String> = None;
+    let mut keep = None;
     let mut faults_every = 60;
     let mut fault_seconds = None;
     let mut fault_kinds = Fault::ALL.to_vec();
@@ -40,6 +47,7 @@ fn main() {
             "--handlers" => handlers = v.split(',').filter_map(Handler::parse).collect(),
             "--modes" => modes = v.split(',').filter_map(Mode::parse).collect(),
             "--out" => out = Some(v),
+            "--keep" => keep = Some(PathBuf::from(v)),
             "--faults-every" => faults_every = v.parse().unwrap_or(faults_every),
             "--fault-seconds" => fault_seconds = v.parse().ok(),
             "--fault-kinds" => fault_kinds = v.split(',').filter_map(Fault::parse).collect(),
@@ -47,6 +55,10 @@ fn main() {
         }
     }
 
+    let keep = keep.unwrap_or_else(|| {
+        let beside = out.as_deref().and_then(|o| Path::new(o).parent());
+        beside.unwrap_or(Path::new("")).join("soak-events")
+    });
     let work = tempfile::Builder::new()
         .prefix("soak-")
         .tempdir()
@@ -92,7 +104,7 @@ fn main() {
                 ""
             }
         );
-        let o = soak::run(load, &registry.reference(), work.path());
+        let o = soak::run(load, &registry.reference(), work.path(), &keep);
         eprintln!("soak: {:?}", report::problems(&o));
         outcomes.push(o);
     }

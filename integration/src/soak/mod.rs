@@ -42,7 +42,7 @@ use nix::{
 };
 use serde_json::Value;
 use test_support::{
-    containerd::{shim_dir, Containerd, LogLevel, RUNTIME},
+    containerd::{output_within, shim_dir, Containerd, LogLevel, Removed, CTR_LIMIT, RUNTIME},
     host::which,
 };
 
@@ -218,8 +218,9 @@ fn runtime_dir(handler: Handler, work: &Path) -> Result<PathBuf, String> {
 }
 
 /// Runs `load` on a private containerd pulling `image` (from the run's
-/// registry), with its files in `work`.
-pub fn run(load: &Load, image: &str, work: &Path) -> Outcome {
+/// registry), with its files in `work`. Every event seen is written to
+/// `keep` (and containerd's log too when the load shows a problem).
+pub fn run(load: &Load, image: &str, work: &Path, keep: &Path) -> Outcome {
     let mut outcome = Outcome {
         load: load.clone(),
         stress: None,
@@ -375,8 +376,8 @@ pub fn run(load: &Load, image: &str, work: &Path) -> Outcome {
     );
     // Every event, for a look at what the check found.
     let log: String = seen.iter().map(|e| format!("{e:?}\n")).collect();
-    let _ = fs::create_dir_all("target/soak-events")
-        .and_then(|()| fs::write(format!("target/soak-events/{}.log", file_name(load)), log));
+    let _ = fs::create_dir_all(keep)
+        .and_then(|()| fs::write(keep.join(format!("{}.log", file_name(load))), log));
     outcome.faults = injector.log;
     let scrubbed = scrub::scrub(&places);
     if !scrubbed.is_empty() {
@@ -385,9 +386,9 @@ pub fn run(load: &Load, image: &str, work: &Path) -> Outcome {
     // containerd's log (its shims' with it) goes with its directory: kept
     // when there is something to look into.
     if !report::problems(&outcome).is_empty() {
-        let path = format!("target/soak-events/{}-containerd.log", file_name(load));
+        let path = keep.join(format!("{}-containerd.log", file_name(load)));
         if fs::write(&path, c.log()).is_ok() {
-            eprintln!("soak: containerd's log kept in {path}");
+            eprintln!("soak: containerd's log kept in {}", path.display());
         }
     }
     drop(c);
@@ -403,24 +404,19 @@ fn file_name(load: &Load) -> String {
 /// Removes what the load left in [`NAMESPACE`] (containers, tasks,
 /// images) and says which containers and tasks there were.
 fn sweep(c: &Containerd) -> Vec<String> {
+    let left = c
+        .remove_all_in(NAMESPACE)
+        .into_iter()
+        .map(|r| match r {
+            Removed::Task(id) => format!("task {id}"),
+            Removed::Container(id) => format!("container {id}"),
+        })
+        .collect();
     let ctr = |args: &[&str]| {
-        c.ctr_cmd()
-            .args(["-n", NAMESPACE])
-            .args(args)
-            .output()
+        output_within(c.ctr_cmd().args(["-n", NAMESPACE]).args(args), CTR_LIMIT)
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     };
-    let mut left = Vec::new();
-    for t in ctr(&["tasks", "list", "-q"]).split_whitespace() {
-        left.push(format!("task {t}"));
-        ctr(&["tasks", "kill", "-s", "SIGKILL", t]);
-        ctr(&["tasks", "delete", "-f", t]);
-    }
-    for id in ctr(&["containers", "list", "-q"]).split_whitespace() {
-        left.push(format!("container {id}"));
-        ctr(&["containers", "delete", id]);
-    }
     for image in ctr(&["images", "list", "-q"]).split_whitespace() {
         ctr(&["images", "remove", "--sync", image]);
     }

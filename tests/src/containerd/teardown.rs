@@ -13,7 +13,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{mounts_under, pids_matching, Containerd, SOCKET_DIR};
+use super::{mounts_under, output_within, pids_matching, Containerd, CTR_LIMIT, SOCKET_DIR};
+
+/// What [`Containerd::remove_all_in`] found and removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    /// A task, killed and deleted (its container is removed after).
+    Task(String),
+    /// A container record.
+    Container(String),
+}
 
 /// Where a private containerd's processes, sockets, mounts, runsc state
 /// and cgroups can be found, without its handle.
@@ -128,12 +137,31 @@ impl Containerd {
 
     /// Kills and removes every task and container in the namespace.
     pub fn remove_all(&self) {
-        let out = self.ctr(&["containers", "list", "-q"]);
-        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
-            let _ = self.ctr(&["tasks", "delete", "-f", id]);
-            let _ = self.ctr(&["containers", "delete", id]);
+        self.remove_all_in(&self.traces.namespace.clone());
+    }
+
+    /// Kills and deletes every task in `namespace`, then deletes every
+    /// container there, and says what there was.
+    pub fn remove_all_in(&self, namespace: &str) -> Vec<Removed> {
+        let ctr = |args: &[&str]| {
+            let mut cmd = self.ctr_cmd();
+            // A later `-n` overrides the one ctr_cmd gives.
+            cmd.args(["-n", namespace]).args(args);
+            output_within(&mut cmd, CTR_LIMIT)
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let mut removed = Vec::new();
+        for id in ctr(&["tasks", "list", "-q"]).split_whitespace() {
+            ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
+            ctr(&["tasks", "delete", "-f", id]);
+            removed.push(Removed::Task(id.to_string()));
         }
+        for id in ctr(&["containers", "list", "-q"]).split_whitespace() {
+            ctr(&["containers", "delete", id]);
+            removed.push(Removed::Container(id.to_string()));
+        }
+        removed
     }
 
     /// What this containerd left behind: shim processes, new sockets in
