@@ -242,6 +242,47 @@ fn shim_id(pid: i32) -> Option<String> {
     args.get(at + 1).cloned()
 }
 
+/// The shim sockets of `left` that containerd itself stranded: a shim the
+/// faults killed (`dead_shims`, by container id) after its `start` had
+/// answered but before containerd dialled it. The dial fails, and
+/// containerd runs `shim delete` only after a connection it had closes
+/// ("cleaning up after shim disconnected"), so nothing of the runtime's
+/// runs for that container again and nothing removes the socket (its Go
+/// shims leave theirs the same way). `log` is containerd's: the socket's
+/// container is the one it logged "connecting to shim <id>" to it for.
+pub fn stranded_by_containerd(log: &str, left: &[PathBuf], dead_shims: &[String]) -> Vec<PathBuf> {
+    let field = |line: &str, key: &str| -> Option<String> {
+        let at = line.find(key)? + key.len();
+        let rest = &line[at..];
+        let end = rest.find(['"', ' ']).unwrap_or(rest.len());
+        Some(rest[..end].to_string())
+    };
+    let mut dialled = std::collections::HashMap::new();
+    let mut cleaned = std::collections::HashSet::new();
+    for line in log.lines() {
+        if line.contains("msg=\"connecting to shim ") {
+            if let (Some(id), Some(address)) = (
+                field(line, "connecting to shim "),
+                field(line, "address=\"unix://"),
+            ) {
+                dialled.insert(PathBuf::from(address), id);
+            }
+        } else if line.contains("msg=\"cleaning up after shim disconnected\"") {
+            if let Some(id) = field(line, " id=") {
+                cleaned.insert(id);
+            }
+        }
+    }
+    left.iter()
+        .filter(|socket| {
+            dialled
+                .get(*socket)
+                .is_some_and(|id| dead_shims.contains(id) && !cleaned.contains(id))
+        })
+        .cloned()
+        .collect()
+}
+
 /// Runs `during` with containerd stopped (SIGSTOP), and 5 s of it, then
 /// lets containerd go on.
 fn stalled(c: &Containerd, during: impl FnOnce() -> String) -> String {
@@ -292,4 +333,36 @@ fn fill_log_pipes(containerd_dir: &Path, namespace: &str) -> usize {
         }
     }
     filled
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::stranded_by_containerd;
+
+    /// From the 30-minute run: the shim of 1-309 was killed between its
+    /// start and containerd's dial; 1-310's was killed once connected.
+    const LOG: &str = r#"time="t" level=info msg="connecting to shim 1-309" address="unix:///run/containerd/s/aa" namespace=stress protocol=ttrpc version=3
+time="t" level=error msg="copy shim log" error="read /proc/self/fd/51: file already closed" namespace=stress
+time="t" level=info msg="connecting to shim 1-310" address="unix:///run/containerd/s/bb" namespace=stress protocol=ttrpc version=3
+time="t" level=info msg="connecting to shim 1-311" address="unix:///run/containerd/s/cc" namespace=stress protocol=ttrpc version=3
+time="t" level=info msg="shim disconnected" id=1-310 namespace=stress
+time="t" level=info msg="cleaning up after shim disconnected" id=1-310 namespace=stress
+"#;
+
+    #[test]
+    fn a_socket_is_containerds_only_if_its_shim_was_killed_and_never_cleaned_up_after() {
+        let left: Vec<PathBuf> = ["aa", "bb", "cc", "dd"]
+            .iter()
+            .map(|h| PathBuf::from(format!("/run/containerd/s/{h}")))
+            .collect();
+        let dead = vec!["1-309".to_string(), "1-310".to_string()];
+        assert_eq!(
+            stranded_by_containerd(LOG, &left, &dead),
+            vec![PathBuf::from("/run/containerd/s/aa")]
+        );
+        // A socket whose shim nobody killed stays the shim's.
+        assert!(stranded_by_containerd(LOG, &left, &[]).is_empty());
+    }
 }

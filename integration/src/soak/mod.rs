@@ -189,6 +189,9 @@ pub struct Outcome {
     pub events: EventCheck,
     /// Containers or tasks left in the namespace at the end.
     pub left: Vec<String>,
+    /// Shim sockets containerd stranded (see
+    /// [`faults::stranded_by_containerd`]): not counted in `after`.
+    pub stranded: Vec<PathBuf>,
     /// The faults landed: seconds into the load, which, what it hit.
     pub faults: Vec<(u64, faults::Fault, String)>,
     /// Why the load was stopped before its time (the host running out of
@@ -229,6 +232,7 @@ pub fn run(load: &Load, image: &str, work: &Path, keep: &Path) -> Outcome {
         after: Sample::default(),
         events: EventCheck::default(),
         left: Vec::new(),
+        stranded: Vec::new(),
         faults: Vec::new(),
         stopped_early: None,
     };
@@ -358,9 +362,20 @@ pub fn run(load: &Load, image: &str, work: &Path, keep: &Path) -> Outcome {
     // usual way first; what is held after that is the handler's.
     outcome.left = sweep(&c);
     // containerd runs `shim delete` and shims exit after their last task.
+    // What containerd stranded is counted apart: it is not the shim's.
+    if !injector.dead_shims.is_empty() {
+        let left: Vec<PathBuf> = places
+            .sockets()
+            .difference(&places.before)
+            .cloned()
+            .collect();
+        outcome.stranded = faults::stranded_by_containerd(&c.log(), &left, &injector.dead_shims);
+    }
     let settle = Instant::now();
     loop {
         outcome.after = sample::take(&places, start.elapsed().as_secs());
+        let stranded = outcome.stranded.iter().filter(|p| p.exists()).count();
+        outcome.after.sockets = outcome.after.sockets.saturating_sub(stranded);
         if report::nothing_held(&outcome.after) || settle.elapsed() > Duration::from_secs(20) {
             break;
         }

@@ -237,12 +237,13 @@ fn faults(o: &Outcome) -> String {
     let mut m = String::new();
     if !o.faults.is_empty() {
         m += &format!(
-            "\nFaults landed ({} of them; exits of processes started before a restart of containerd and not seen after it: {}; inits whose exit containerd published again after their shim was killed: {}; execs running when their shim was killed, whose exit containerd never publishes: {}; tasks and containers whose client's delete a restart cut off: {}):\n\n",
+            "\nFaults landed ({} of them; exits of processes started before a restart of containerd and not seen after it: {}; inits whose exit containerd published again after their shim was killed: {}; execs running when their shim was killed, whose exit containerd never publishes: {}; tasks and containers whose client's delete a restart cut off: {}; shim sockets containerd stranded, its dial to a just-killed shim failing: {}):\n\n",
             o.faults.len(),
             o.events.unseen_in_gap,
             o.events.again_after_dead_shim,
             o.events.gone_with_shim,
-            cut_off_by_restart(o).len()
+            cut_off_by_restart(o).len(),
+            o.stranded.len()
         );
         for (at, fault, what) in &o.faults {
             m += &format!("- {at} s: {}: {what}\n", fault.label());
@@ -272,6 +273,7 @@ pub fn json(outcomes: &[Outcome]) -> Value {
                         "out_of_order": o.events.out_of_order,
                     },
                     "left": o.left,
+                    "stranded_by_containerd": o.stranded,
                     "faults": o.faults.iter().map(|(at, f, what)| json!({"at_s": at, "fault": f.label(), "what": what})).collect::<Vec<_>>(),
                     "stopped_early": o.stopped_early,
                     "unseen_in_gap": o.events.unseen_in_gap,
