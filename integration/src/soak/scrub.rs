@@ -59,6 +59,8 @@ pub fn scrub(places: &Places) -> Vec<String> {
     if !files.is_empty() {
         done.push(format!("state entries and sockets: {}", files.join(", ")));
     }
+    // The runtime's namespace directory, if the load left it empty.
+    let _ = fs::remove_dir(&places.runtime_root);
     let cgroups = remove_cgroups(places.namespace);
     if !cgroups.is_empty() {
         done.push(format!("cgroups: {}", cgroups.join(", ")));
