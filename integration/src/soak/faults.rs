@@ -249,7 +249,7 @@ fn shim_id(pid: i32) -> Option<String> {
 /// ("cleaning up after shim disconnected"), so nothing of the runtime's
 /// runs for that container again and nothing removes the socket (its Go
 /// shims leave theirs the same way). `log` is containerd's: the socket's
-/// container is the one it logged "connecting to shim <id>" to it for.
+/// container is the one it logged `connecting to shim <id>` to it for.
 pub fn stranded_by_containerd(log: &str, left: &[PathBuf], dead_shims: &[String]) -> Vec<PathBuf> {
     let field = |line: &str, key: &str| -> Option<String> {
         let at = line.find(key)? + key.len();
