@@ -41,9 +41,12 @@ fn pod_level_limits_hold() {
     let pid = cri.sandbox_pid(&p.0);
     assert_eq!(cpu_quota(pid), (Some(50_000), 100_000));
     assert_eq!(memory_limit(pid), limit as u64);
-    // The sandbox's view is sized to the pod: its memory.
-    let busy = cri.run_container(&p, &CtrSpec::sh("busy", "while :; do :; done"), false);
-    let meminfo = cri.exec_ok(&busy, &["cat", "/proc/meminfo"]);
+    // The sandbox's view is sized to the pod: its memory. Read before the
+    // CPU-bound container starts: an exec then shares the pod's half CPU
+    // with it, and in the emulated VM under load it overran ExecSync's
+    // 10 s (twice in CI).
+    let idle = cri.run_container(&p, &CtrSpec::sh("idle", "exec sleep 1000"), false);
+    let meminfo = cri.exec_ok(&idle, &["cat", "/proc/meminfo"]);
     let total_kb: u64 = meminfo
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
@@ -55,6 +58,7 @@ fn pod_level_limits_hold() {
     );
     // A CPU-bound container is held to the pod's half CPU: the kernel
     // throttles the sandbox period after period.
+    cri.run_container(&p, &CtrSpec::sh("busy", "while :; do :; done"), false);
     let before = stat(pid, "cpu", "cpu.stat", "nr_throttled");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while stat(pid, "cpu", "cpu.stat", "nr_throttled") < before + 5 {
