@@ -65,7 +65,7 @@ impl Leftovers {
 
     /// Removes them where `place` says, and waits: in a process that
     /// outlives this one, or in this process off the runtime thread.
-    pub async fn remove_apart(self, monitor: &Arc<dyn ProcessMonitor>, place: CleanupIn) -> bool {
+    pub async fn remove_at(self, monitor: &Arc<dyn ProcessMonitor>, place: CleanupIn) -> bool {
         if place == CleanupIn::ThisProcess {
             return crate::blocking::blocking(move || Ok(self.remove()))
                 .await

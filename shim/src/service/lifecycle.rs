@@ -249,7 +249,7 @@ impl Service {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .spawn(async move {
-                if !leftovers.remove_apart(&monitor, place).await {
+                if !leftovers.remove_at(&monitor, place).await {
                     log::warn!("runsc delete id={id} failed");
                 }
             });
