@@ -42,7 +42,7 @@ use nix::{
 };
 use serde_json::Value;
 use test_support::{
-    containerd::{output_within, shim_dir, Containerd, LogLevel, Removed, CTR_LIMIT, RUNTIME},
+    containerd::{shim_dir, Containerd, LogLevel, Removed, RUNTIME},
     host::which,
 };
 
@@ -427,11 +427,7 @@ fn sweep(c: &Containerd) -> Vec<String> {
             Removed::Container(id) => format!("container {id}"),
         })
         .collect();
-    let ctr = |args: &[&str]| {
-        output_within(c.ctr_cmd().args(["-n", NAMESPACE]).args(args), CTR_LIMIT)
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
+    let ctr = |args: &[&str]| c.ctr_in(NAMESPACE, args);
     for image in ctr(&["images", "list", "-q"]).split_whitespace() {
         ctr(&["images", "remove", "--sync", image]);
     }

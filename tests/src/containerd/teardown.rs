@@ -137,20 +137,24 @@ impl Containerd {
 
     /// Kills and removes every task and container in the namespace.
     pub fn remove_all(&self) {
-        self.remove_all_in(&self.traces.namespace.clone());
+        self.remove_all_in(&self.traces.namespace);
+    }
+
+    /// Runs `ctr <args>` in `namespace`: its stdout, empty if it failed or
+    /// hung past [`CTR_LIMIT`] (for cleanups, which go on regardless).
+    pub fn ctr_in(&self, namespace: &str, args: &[&str]) -> String {
+        let mut cmd = self.ctr_cmd();
+        // A later `-n` overrides the one ctr_cmd gives.
+        cmd.args(["-n", namespace]).args(args);
+        output_within(&mut cmd, CTR_LIMIT)
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
     }
 
     /// Kills and deletes every task in `namespace`, then deletes every
     /// container there, and says what there was.
     pub fn remove_all_in(&self, namespace: &str) -> Vec<Removed> {
-        let ctr = |args: &[&str]| {
-            let mut cmd = self.ctr_cmd();
-            // A later `-n` overrides the one ctr_cmd gives.
-            cmd.args(["-n", namespace]).args(args);
-            output_within(&mut cmd, CTR_LIMIT)
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
+        let ctr = |args: &[&str]| self.ctr_in(namespace, args);
         let mut removed = Vec::new();
         for id in ctr(&["tasks", "list", "-q"]).split_whitespace() {
             ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
