@@ -249,7 +249,12 @@ async fn delete(namespace: &str, id: &str, bundle: &Bundle) -> crate::Result<Del
         }
     }
     if sandbox && !server_alive {
-        crate::sandbox_root::remove_sandbox_root(&root);
+        let root = root.clone();
+        let _ = crate::blocking::blocking(move || {
+            crate::sandbox_root::remove_sandbox_root(&root);
+            Ok(())
+        })
+        .await;
     }
     // A server killed during Create leaves the cgroup runsc made for a
     // container it never finished creating (the server's own rollback

@@ -44,7 +44,8 @@ pub struct Leftovers {
 
 impl Leftovers {
     /// Removes them, here and now (blocking): the force delete, then the
-    /// root and the cgroup. Whether runsc's delete succeeded.
+    /// root and the cgroup. Whether runsc's delete succeeded and the root
+    /// is gone.
     pub fn remove(&self) -> bool {
         let deleted = match self.delete.split_first() {
             Some((program, args)) => Command::new(program)
@@ -59,8 +60,7 @@ impl Leftovers {
         if let Some(p) = &self.cgroups {
             crate::cgroup::remove_leftover(p);
         }
-        crate::sandbox_root::remove_sandbox_root(&self.root);
-        deleted
+        crate::sandbox_root::remove_sandbox_root(&self.root) && deleted
     }
 
     /// Removes them where `place` says, and waits: in a process that

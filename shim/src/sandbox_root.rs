@@ -44,14 +44,34 @@ pub fn cleanup_pending(root: &str) -> bool {
 
 /// Removes a sandbox's runsc root with whatever runsc left in it (a
 /// killed `runsc create` leaves its lock file). Only for a sandbox that is
-/// gone: every container in that root belonged to it.
-pub fn remove_sandbox_root(root: &str) {
-    match std::fs::remove_dir_all(root) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => log::warn!("remove runsc root {root}: {e}"),
+/// gone: every container in that root belonged to it. Blocking. Whether
+/// the root is gone.
+///
+/// A member's runsc call may still be under way when its sandbox dies
+/// (containerd deletes the members and the sandbox concurrently): it
+/// creates its lock file while the root is emptied, and the root is then
+/// "not empty". Once the root is gone such a call fails and creates
+/// nothing, so trying again a few times removes it for good.
+pub fn remove_sandbox_root(root: &str) -> bool {
+    for _ in 0..ROOT_TRIES {
+        match std::fs::remove_dir_all(root) {
+            Ok(()) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => {
+                log::warn!("remove runsc root {root}: {e}");
+                return false;
+            }
+        }
     }
+    log::warn!("remove runsc root {root}: still not empty after {ROOT_TRIES} tries");
+    false
 }
+
+/// How often [`remove_sandbox_root`] empties a root that runsc refills.
+const ROOT_TRIES: usize = 50;
 
 /// Removes what runsc leaves after its delete, off the runtime: the
 /// container's cgroup where runsc left it empty, then a sandbox's runsc
@@ -64,9 +84,47 @@ pub async fn remove_leftovers(root: Option<String>, cgroups: Option<PathBuf>) {
             crate::cgroup::remove_leftover(&p);
         }
         if let Some(root) = root {
-            remove_sandbox_root(&root);
+            let _ = remove_sandbox_root(&root);
         }
         Ok(())
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_refilled_while_it_is_emptied_still_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("sandbox");
+        std::fs::create_dir(&root).unwrap();
+        for i in 0..200 {
+            std::fs::write(root.join(format!("c{i}_sandbox:s.state")), "{}").unwrap();
+        }
+        // As a member's runsc does: it creates its lock file until the
+        // root is gone, and then fails.
+        let refill = {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while std::fs::write(root.join(format!("m{n}_sandbox:s.lock")), "").is_ok() {
+                    n += 1;
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+            })
+        };
+        assert!(remove_sandbox_root(&root.to_string_lossy()));
+        refill.join().unwrap();
+        assert!(!root.exists());
+    }
+
+    #[test]
+    fn a_missing_root_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(remove_sandbox_root(
+            &dir.path().join("gone").to_string_lossy()
+        ));
+    }
 }

@@ -250,7 +250,9 @@ impl Service {
             .unwrap_or_else(|p| p.into_inner())
             .spawn(async move {
                 if !leftovers.remove_at(&monitor, place).await {
-                    log::warn!("runsc delete id={id} failed");
+                    log::warn!(
+                        "cleanup of sandbox {id} failed: runsc delete, or its runsc root left"
+                    );
                 }
             });
     }

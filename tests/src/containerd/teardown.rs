@@ -185,7 +185,14 @@ impl Containerd {
         }
         if let Ok(rd) = fs::read_dir(&root) {
             for e in rd.flatten() {
-                out.push(format!("runsc state {}", e.path().display()));
+                // A sandbox's own root: what runsc (or nothing) left in it.
+                let inside: Vec<String> = fs::read_dir(e.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|f| f.file_name().to_string_lossy().into_owned())
+                    .collect();
+                out.push(format!("runsc state {} {inside:?}", e.path().display()));
             }
         }
         for m in mounts_under(self.dir.path()) {
@@ -209,8 +216,26 @@ impl Containerd {
             thread::sleep(Duration::from_millis(100));
             left = self.leftovers();
         }
+        // What the shims warned of says why, once the directory is gone.
+        let warnings: Vec<String> = if left.is_empty() {
+            Vec::new()
+        } else {
+            let log = self.log();
+            let lines = log
+                .lines()
+                .filter(|l| l.contains("level=warn") || l.contains("level=error"));
+            let lines: Vec<&str> = lines.collect();
+            lines[lines.len().saturating_sub(30)..]
+                .iter()
+                .map(|l| l.to_string())
+                .collect()
+        };
         self.shutdown();
-        assert!(left.is_empty(), "test left behind: {left:?}");
+        assert!(
+            left.is_empty(),
+            "test left behind: {left:?}\nwarnings in containerd's log:\n{}",
+            warnings.join("\n")
+        );
     }
 
     fn shutdown(&mut self) {
