@@ -2,7 +2,10 @@
 //! removal: what runsc leaves after its delete, and the mark that tells a
 //! new container of the same id that the old one's removal is under way.
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::ErrorKind,
+    path::{Path, PathBuf},
+};
 
 use crate::options::Options;
 
@@ -47,31 +50,45 @@ pub fn cleanup_pending(root: &str) -> bool {
 /// gone: every container in that root belonged to it. Blocking. Whether
 /// the root is gone.
 ///
-/// A member's runsc call may still be under way when its sandbox dies
-/// (containerd deletes the members and the sandbox concurrently): it
-/// creates its lock file while the root is emptied, and the root is then
-/// "not empty". Once the root is gone such a call fails and creates
-/// nothing, so trying again a few times removes it for good.
+/// The root is first moved aside, in one step with its [`CLEANUP_MARK`]:
+/// a new container of the same id (it waits for the mark) may come at
+/// once, and its files are not ours to remove. A member's runsc call may
+/// still be under way when its sandbox dies (containerd deletes the
+/// members and the sandbox concurrently); once the root is moved, such a
+/// call finds none and creates nothing, and what one created just before
+/// goes with the root.
 pub fn remove_sandbox_root(root: &str) -> bool {
+    let root = Path::new(root);
+    let name = root.file_name().unwrap_or_default().to_string_lossy();
+    let aside = root.with_file_name(format!(".{name}.removing-{}", std::process::id()));
+    let target = match std::fs::rename(root, &aside) {
+        Ok(()) => aside,
+        Err(e) if e.kind() == ErrorKind::NotFound => return true,
+        Err(e) => {
+            log::warn!("move runsc root {} aside: {e}", root.display());
+            root.to_path_buf()
+        }
+    };
     for _ in 0..ROOT_TRIES {
-        match std::fs::remove_dir_all(root) {
+        match std::fs::remove_dir_all(&target) {
             Ok(()) => return true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
-            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+            Err(e) if e.kind() == ErrorKind::NotFound => return true,
+            // A call under way as the root moved added to it.
+            Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) => {
-                log::warn!("remove runsc root {root}: {e}");
+                log::warn!("remove runsc root {}: {e}", target.display());
                 return false;
             }
         }
     }
-    log::warn!("remove runsc root {root}: still not empty after {ROOT_TRIES} tries");
+    log::warn!("remove runsc root {}: not empty", target.display());
     false
 }
 
-/// How often [`remove_sandbox_root`] empties a root that runsc refills.
-const ROOT_TRIES: usize = 50;
+/// How often [`remove_sandbox_root`] empties a root that is refilled.
+const ROOT_TRIES: usize = 10;
 
 /// Removes what runsc leaves after its delete, off the runtime: the
 /// container's cgroup where runsc left it empty, then a sandbox's runsc
@@ -84,7 +101,7 @@ pub async fn remove_leftovers(root: Option<String>, cgroups: Option<PathBuf>) {
             crate::cgroup::remove_leftover(&p);
         }
         if let Some(root) = root {
-            let _ = remove_sandbox_root(&root);
+            remove_sandbox_root(&root);
         }
         Ok(())
     })
@@ -95,29 +112,69 @@ pub async fn remove_leftovers(root: Option<String>, cgroups: Option<PathBuf>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_root_refilled_while_it_is_emptied_still_goes() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("sandbox");
+    /// A marked root of 200 state files.
+    fn full_root(dir: &Path) -> PathBuf {
+        let root = dir.join("sandbox");
         std::fs::create_dir(&root).unwrap();
+        mark_cleanup(&root.to_string_lossy());
         for i in 0..200 {
             std::fs::write(root.join(format!("c{i}_sandbox:s.state")), "{}").unwrap();
         }
-        // As a member's runsc does: it creates its lock file until the
-        // root is gone, and then fails.
+        root
+    }
+
+    /// What is left beside the root: nothing, once it is removed.
+    fn beside(dir: &Path) -> Vec<std::ffi::OsString> {
+        let entries = std::fs::read_dir(dir).unwrap().flatten();
+        entries.map(|e| e.file_name()).collect()
+    }
+
+    #[test]
+    fn a_root_refilled_while_it_is_removed_still_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = full_root(dir.path());
+        // Members' runsc calls, one after another: each creates its lock
+        // file, unless the root is gone by then.
         let refill = {
             let root = root.clone();
             std::thread::spawn(move || {
-                let mut n = 0;
-                while std::fs::write(root.join(format!("m{n}_sandbox:s.lock")), "").is_ok() {
-                    n += 1;
-                    std::thread::sleep(std::time::Duration::from_micros(200));
+                for n in 0..100 {
+                    let _ = std::fs::write(root.join(format!("m{n}_sandbox:s.lock")), "");
+                    std::thread::sleep(std::time::Duration::from_micros(100));
                 }
             })
         };
         assert!(remove_sandbox_root(&root.to_string_lossy()));
         refill.join().unwrap();
-        assert!(!root.exists());
+        assert_eq!(beside(dir.path()), Vec::<std::ffi::OsString>::new());
+    }
+
+    #[test]
+    fn a_new_container_of_the_same_id_keeps_what_it_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = full_root(dir.path());
+        // It waits for the mark, then makes the root again (runsc create).
+        let new = root.join("c0_sandbox:c0.state");
+        let next = {
+            let (root, new) = (root.clone(), new.clone());
+            std::thread::spawn(move || {
+                let mut seen_without_mark = Vec::new();
+                while root.join(CLEANUP_MARK).exists() {}
+                let left = std::fs::read_dir(&root).into_iter().flatten().flatten();
+                seen_without_mark.extend(left.map(|e| e.file_name()));
+                std::fs::create_dir_all(&root).unwrap();
+                std::fs::write(&new, "{}").unwrap();
+                seen_without_mark
+            })
+        };
+        assert!(remove_sandbox_root(&root.to_string_lossy()));
+        // Nothing of the old one was there once the mark was gone.
+        assert_eq!(next.join().unwrap(), Vec::<std::ffi::OsString>::new());
+        assert!(new.exists());
+        assert_eq!(
+            beside(dir.path()),
+            vec![std::ffi::OsString::from("sandbox")]
+        );
     }
 
     #[test]
