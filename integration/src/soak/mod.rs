@@ -153,6 +153,12 @@ impl Mode {
     }
 }
 
+/// How long shims get to exit after the load. A shim whose `Forward` was
+/// taken by a containerd still starting after a restart waits out that
+/// call's 30 s deadline, retries, and only then exits (seen in CI, 35 s
+/// after the restart).
+const SETTLE: Duration = Duration::from_secs(45);
+
 /// One load: a handler, a mode, how long, how often to sample.
 #[derive(Debug, Clone)]
 pub struct Load {
@@ -376,7 +382,7 @@ pub fn run(load: &Load, image: &str, work: &Path, keep: &Path) -> Outcome {
         outcome.after = sample::take(&places, start.elapsed().as_secs());
         let stranded = outcome.stranded.iter().filter(|p| p.exists()).count();
         outcome.after.sockets = outcome.after.sockets.saturating_sub(stranded);
-        if report::nothing_held(&outcome.after) || settle.elapsed() > Duration::from_secs(20) {
+        if report::nothing_held(&outcome.after) || settle.elapsed() > SETTLE {
             break;
         }
         thread::sleep(Duration::from_millis(500));
