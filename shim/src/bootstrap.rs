@@ -249,7 +249,6 @@ async fn delete(namespace: &str, id: &str, bundle: &Bundle) -> crate::Result<Del
         }
     }
     if sandbox && !server_alive {
-        let root = root.clone();
         let _ = crate::blocking::blocking(move || {
             crate::sandbox_root::remove_sandbox_root(&root);
             Ok(())
