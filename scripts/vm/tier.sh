@@ -45,6 +45,12 @@ trap 'cp "$state/console.log" "$console" 2>/dev/null; ./scripts/vm/stop.sh "$sta
 # Killed (make test stops a background vm tier when a host tier fails):
 # exit, so the trap above stops the VM.
 trap 'exit 143' TERM INT
+# And if this script dies without its trap (SIGKILL, or a signal that lands
+# while bash cannot run it; CI once left the guest up so), a watchdog in a
+# session of its own, out of reach of the group kill, stops the VM once
+# this shell is gone.
+setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done; exec ./scripts/vm/stop.sh "$2"' \
+  vm-watchdog $$ "$state" </dev/null >/dev/null 2>&1 &
 port=$(./scripts/vm/boot.sh "$image" "$state")
 ssh_opts=(-i "$image/id_ed25519" -p "$port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
   -o LogLevel=ERROR -o BatchMode=yes -o ServerAliveInterval=30)
@@ -76,13 +82,23 @@ row() {
     set -- "${flags[@]}" "${filters[@]}"
   fi
   echo "vm: $label"
-  local start=$SECONDS status=ok
-  if ! vm "cd /tmp && PATH=$ct:\$PATH RUNSC_SHIM_DIR=/opt/t/shim RUNSC_SHIM_TEST_CGROUP_DRIVER=$driver \
-      CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1 timeout -k 30 ${ROW_LIMIT:-900} /opt/t/tests/$test $*"; then
+  local start=$SECONDS status=ok rc=0 limit=${ROW_LIMIT:-900}
+  vm "cd /tmp && PATH=$ct:\$PATH RUNSC_SHIM_DIR=/opt/t/shim RUNSC_SHIM_TEST_CGROUP_DRIVER=$driver \
+      CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1 timeout -k 30 $limit /opt/t/tests/$test $*" 2>&1 |
+    tee "$state/row.log" || rc=$?
+  if [ "$rc" != 0 ]; then
     status=FAILED
     failed=1
   fi
   results+=("$(printf '%-7s %4ss  %s' "$status" $((SECONDS - start)) "$label")")
+  # What failed, named in the table: CI shows a long log's head and tail only.
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    results+=("          timed out after $limit s")
+  fi
+  local name
+  for name in $(sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' "$state/row.log"); do
+    results+=("          failed: $name")
+  done
 }
 
 row "containerd 2.3 + runsc 2024, cgroupfs: e2e smoke" /opt/t/containerd-2.3 cgroupfs e2e --test-threads=2 "${smoke[@]}"
@@ -94,11 +110,12 @@ row "containerd 2.3 + runsc 2024, systemd driver: CRI tier" /opt/t/containerd-2.
 row "containerd 2.3 + runsc 2024, systemd driver: systemd tests" /opt/t/containerd-2.3 systemd systemd --test-threads=1 --include-ignored
 row "containerd 1.7 + runsc 2024, systemd driver: CRI cgroup tests" /usr/bin systemd cri --test-threads=2 "${cgroup_cri[@]}"
 
-echo
-echo "cgroup v2 + systemd VM tier (Debian 13, QEMU TCG):"
-printf '  %s\n' "${results[@]}"
+# The table comes last, where CI's cut of a long log still shows it.
 if [ "$failed" != 0 ]; then
   echo "vm: the guest's console is in $console; its last lines:"
   tail -20 "$state/console.log"
 fi
+echo
+echo "cgroup v2 + systemd VM tier (Debian 13, QEMU TCG):"
+printf '  %s\n' "${results[@]}"
 exit "$failed"
