@@ -32,7 +32,9 @@ fn exec_sync_returns_output_exit_code_and_honours_its_timeout() {
     );
     let t0 = Instant::now();
     let e = cri.exec_sync(&id, &["sleep", "30"], 1).unwrap_err();
-    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    // Well before the sleep's own end: the 1 s timeout cut it short (the
+    // margin is for the emulated VM under CI's load).
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
     assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
     // The container goes on.
     assert_eq!(cri.exec_ok(&id, &["echo", "still"]), "still\n");
@@ -59,13 +61,14 @@ fn stop_sends_term_then_kill_after_the_grace_period() {
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
     cri.stop_container(&polite, 10);
-    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    // Before the grace period ran out: TERM alone ended it.
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     assert_eq!(cri.wait_exited(&polite).exit_code, 3);
     let t0 = Instant::now();
     cri.stop_container(&stubborn, 2);
     let took = t0.elapsed();
     assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        took >= Duration::from_secs(2) && took < Duration::from_secs(30),
         "{took:?}"
     );
     assert_eq!(cri.wait_exited(&stubborn).exit_code, 137);

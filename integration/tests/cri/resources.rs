@@ -58,14 +58,18 @@ fn pod_level_limits_hold() {
     );
     // A CPU-bound container is held to the pod's half CPU: the kernel
     // throttles the sandbox period after period.
-    cri.run_container(&p, &CtrSpec::sh("busy", "while :; do :; done"), false);
+    let busy = cri.run_container(&p, &CtrSpec::sh("busy", "while :; do :; done"), false);
     let before = stat(pid, "cpu", "cpu.stat", "nr_throttled");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while stat(pid, "cpu", "cpu.stat", "nr_throttled") < before + 5 {
         assert!(std::time::Instant::now() < deadline, "never throttled");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    // Past the pod's memory the kernel kills the sandbox: OOMKilled.
+    // Past the pod's memory the kernel kills the sandbox: OOMKilled. The
+    // busy loop goes first: sharing the pod's half CPU with it, the hog
+    // took long to fill the pod's memory in the VM under CI's load.
+    cri.stop_container(&busy, 0);
+    cri.wait_exited(&busy);
     let hog = cri.run_container(&p, &CtrSpec::memory_hog("hog"), false);
     let s = cri.wait_exited(&hog);
     assert_eq!(
