@@ -44,7 +44,7 @@ fn log_uri_binary() {
     );
     assert_eq!(out.code(), 0, "{}", out.err());
     // The logger may still be flushing when ctr returns.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while fs::read_to_string(dir.join("stderr"))
         .unwrap_or_default()
         .is_empty()
