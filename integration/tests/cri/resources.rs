@@ -69,7 +69,6 @@ fn pod_level_limits_hold() {
     // busy loop goes first: sharing the pod's half CPU with it, the hog
     // took long to fill the pod's memory in the VM under CI's load.
     cri.stop_container(&busy, 0);
-    cri.wait_exited(&busy);
     let hog = cri.run_container(&p, &CtrSpec::memory_hog("hog"), false);
     let s = cri.wait_exited(&hog);
     assert_eq!(
